@@ -1,0 +1,83 @@
+"""The manifest: one row per photo saying what became of it. Shard manifests are merged into
+the run's manifest, and the CSV rewrite and the metrics are computed from it alone."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+COLUMNS = (
+    "source", "output", "class", "status", "prob",
+    "box_x1", "box_y1", "box_x2", "box_y2",
+    "crop_x1", "crop_y1", "crop_x2", "crop_y2",
+    "error", "faces",
+)
+DETECTED, FALLBACK, ERROR = "detected", "fallback", "error"
+STATUSES = (DETECTED, FALLBACK, ERROR)
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    source: str
+    output: str  # "" when no face file was written (status error)
+    photo_class: str
+    status: str
+    prob: float | None = None
+    box: tuple[float, float, float, float] | None = None  # the detector's float box
+    crop: tuple[int, int, int, int] | None = None  # the integer box actually cropped
+    error: str = ""
+    faces: int = 0  # faces MTCNN found; the crop uses the first
+
+    def record(self) -> dict[str, str]:
+        box = self.box or ("",) * 4
+        crop = self.crop or ("",) * 4
+        return {
+            "source": self.source,
+            "output": self.output,
+            "class": self.photo_class,
+            "status": self.status,
+            "prob": "" if self.prob is None else repr(self.prob),
+            **{f"box_{k}": (v if v == "" else repr(float(v))) for k, v in zip(("x1", "y1", "x2", "y2"), box)},
+            **{f"crop_{k}": str(v) for k, v in zip(("x1", "y1", "x2", "y2"), crop)},
+            "error": self.error,
+            "faces": str(self.faces),
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, str]) -> ManifestRow:
+        def floats(prefix: str) -> tuple[float, ...] | None:
+            vals = [rec[f"{prefix}_{k}"] for k in ("x1", "y1", "x2", "y2")]
+            return None if vals[0] == "" else tuple(float(v) for v in vals)
+
+        crop = floats("crop")
+        return cls(
+            source=rec["source"],
+            output=rec["output"],
+            photo_class=rec["class"],
+            status=rec["status"],
+            prob=float(rec["prob"]) if rec["prob"] else None,
+            box=floats("box"),
+            crop=None if crop is None else tuple(int(v) for v in crop),
+            error=rec["error"],
+            faces=int(rec.get("faces") or 0),
+        )
+
+
+def dumps(rows: Iterable[ManifestRow]) -> str:
+    """Rows -> CSV text, sorted by source so reruns produce identical bytes."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: r.source):
+        writer.writerow(row.record())
+    return buf.getvalue()
+
+
+def loads(text: str) -> list[ManifestRow]:
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"not a facecrop manifest: columns {', '.join(missing)} are missing")
+    return [ManifestRow.from_record(rec) for rec in reader]

@@ -1,0 +1,50 @@
+"""What a file's path says: is it a photo, what class is it, where does its face go."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+CLASSES = ("mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal")
+UNLABELED = "unlabeled"
+
+
+def is_hidden(path: str) -> bool:
+    """macOS `._*` resource forks, `.DS_Store` and other dot-files: never photos."""
+    return PurePosixPath(path).name.startswith(".")
+
+
+def is_photo_name(path: str) -> bool:
+    """Judged by the extension only; whether the bytes are really a photo is decoding's job."""
+    return PurePosixPath(path).suffix.lower() in PHOTO_EXTENSIONS
+
+
+def photo_class(path: str) -> str:
+    """A train photo's class is its file stem (mask1..mask5, incorrect_mask, normal); eval
+    photos and anything else are `unlabeled`."""
+    stem = PurePosixPath(path).stem
+    return stem if stem in CLASSES else UNLABELED
+
+
+def face_path(path: str, images: str = "images", faces: str = "faces") -> str:
+    """The face's path: the same path with its first `images` segment replaced by `faces`.
+
+    Only a whole segment is replaced (the notebook's `str.replace` also rewrote
+    `my_images_v2/` and file names). A path without such a segment is returned unchanged;
+    callers that write next to the photos must refuse that case.
+    """
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if part == images:
+            parts[i] = faces
+            return "/".join(parts)
+    return path
+
+
+def content_type(path: str) -> str:
+    """MIME type of a face file, from its extension (faces keep their photo's name)."""
+    ext = PurePosixPath(path).suffix.lower()
+    return {
+        ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",
+        ".webp": "image/webp", ".tif": "image/tiff", ".tiff": "image/tiff",
+    }.get(ext, "application/octet-stream")

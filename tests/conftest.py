@@ -1,0 +1,25 @@
+"""Shared fixtures: real face photos built from skimage's astronaut at test time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facecrop_ops import samples
+
+
+@pytest.fixture(scope="session")
+def sample_dataset() -> dict[str, bytes]:
+    """A small dataset in the real layout (6 people x 7 classes, 6 eval photos, CSVs, junk)."""
+    return dict(samples.dataset(n_people=6, n_eval=6, junk=True))
+
+
+@pytest.fixture()
+def dataset_dir(tmp_path: Path, sample_dataset: dict[str, bytes]) -> Path:
+    root = tmp_path / "data"
+    for key, data in sample_dataset.items():
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
