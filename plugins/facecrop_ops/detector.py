@@ -1,0 +1,108 @@
+"""MTCNN face detection over many photos: device choice, batching by size, one answer each.
+
+torch and facenet-pytorch are imported when a Detector is built, never at import time, so
+the DAG file and the pure modules load without them and nothing touches CUDA at parse time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from .settings import Settings
+
+
+class Detection(NamedTuple):
+    """The face the crop is built on: facenet's first box (largest, or most probable)."""
+
+    box: tuple[float, float, float, float]
+    prob: float
+    faces: int  # how many faces MTCNN found in the photo
+
+
+def resolve_device(setting: str) -> str:
+    """"auto" -> "cuda" when this worker has a GPU, else "cpu"; explicit values are kept."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Detector:
+    """Wraps one set of MTCNN networks; build one per process and reuse it."""
+
+    def __init__(self, settings: Settings) -> None:
+        import torch
+
+        self.settings = settings
+        self.device = torch.device(resolve_device(settings.device))
+        if settings.engine == "fast":
+            from . import mtcnn_fast
+
+            self._nets = mtcnn_fast.load_nets(self.device)
+        else:
+            from facenet_pytorch import MTCNN
+
+            self._mtcnn = MTCNN(
+                keep_all=True,
+                device=self.device,
+                min_face_size=settings.min_face_size,
+                thresholds=list(settings.thresholds),
+                factor=settings.factor,
+                select_largest=settings.select_largest,
+            )
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detection | None]:
+        """One result per image, in order. Images may differ in size: MTCNN batches need one
+        size, so they are grouped by shape and run `batch_size` at a time."""
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            by_shape[img.shape].append(i)
+        out: list[Detection | None] = [None] * len(images)
+        size = self.settings.batch_size
+        for indices in by_shape.values():
+            for start in range(0, len(indices), size):
+                chunk = indices[start : start + size]
+                for i, found in zip(chunk, self._detect_batch([images[i] for i in chunk])):
+                    out[i] = found
+        return out
+
+    def _detect_batch(self, batch: list[np.ndarray]) -> list[Detection | None]:
+        import torch
+
+        if self.settings.engine == "fast":
+            from .mtcnn_fast import detect_faces
+
+            with torch.no_grad():
+                per_photo = detect_faces(
+                    np.stack(batch), self._nets,
+                    min_face_size=self.settings.min_face_size,
+                    thresholds=self.settings.thresholds,
+                    factor=self.settings.factor,
+                    device=self.device,
+                )
+            return [self._first(boxes) for boxes in per_photo]
+        boxes, probs = self._mtcnn.detect(batch)
+        # detect() returns object arrays whose shape depends on content; go photo by photo.
+        return [
+            None if b is None else Detection(_box(b[0]), float(p[0]), len(b))
+            for b, p in zip(list(boxes), list(probs))
+        ]
+
+    def _first(self, boxes: np.ndarray) -> Detection | None:
+        """The box facenet's `MTCNN.detect` would list first, chosen by the same numpy calls."""
+        if len(boxes) == 0:
+            return None
+        if self.settings.select_largest:
+            order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+            boxes = boxes[order]
+        return Detection(_box(boxes[0, :4]), float(boxes[0, 4]), len(boxes))
+
+
+def _box(values: Sequence[float]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return (x1, y1, x2, y2)
