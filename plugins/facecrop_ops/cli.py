@@ -1,0 +1,178 @@
+"""`python -m facecrop_ops crop SRC DST`: the library on a local folder, same code path as the DAG.
+
+Exit status 0 when the run finished, even with unreadable photos (they are error rows in
+DST/manifest.csv); 2 with one line on stderr for a bad argument or an unusable SRC/DST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import manifest, metrics
+from .naming import face_path, is_hidden, is_photo_name
+from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, Settings, SettingsError
+
+
+class UsageError(Exception):
+    """A problem with the command line or the folders; printed as one line, exit 2."""
+
+
+def _ints(text: str, count: int, sep: str) -> tuple[int, ...]:
+    parts = text.lower().split(sep)
+    if len(parts) != count or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected {count} integers separated by '{sep}', got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by ',', got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
+    parser = argparse.ArgumentParser(prog="python -m facecrop_ops", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    crop = sub.add_parser(
+        "crop",
+        help="crop every photo below SRC into DST",
+        description="Detect the face in every photo below SRC and write 210x280 face crops to DST "
+        "under the same relative path, with the folder 'images' renamed 'faces'.",
+    )
+    crop.add_argument("src", metavar="SRC", type=Path, help="folder of photos (searched recursively)")
+    crop.add_argument("dst", metavar="DST", type=Path, help="output folder (may equal SRC when photos sit in an 'images' folder)")
+    geo = crop.add_argument_group("crop geometry")
+    geo.add_argument("--margins", type=lambda t: _ints(t, 4, ","), default=d.margins, metavar="L,R,T,B",
+                     help=f"padding around the face box (default {','.join(map(str, d.margins))})")
+    geo.add_argument("--fallback-size", type=lambda t: _ints(t, 2, "x"), default=(d.fallback_width, d.fallback_height),
+                     metavar="WxH", help=f"centre crop when no face is found (default {d.fallback_width}x{d.fallback_height})")
+    geo.add_argument("--output-size", type=lambda t: _ints(t, 2, "x"), default=(d.output_width, d.output_height),
+                     metavar="WxH", help=f"size of every face (default {d.output_width}x{d.output_height})")
+    geo.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation)
+    geo.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality, metavar="Q", help=f"1..100 (default {d.jpeg_quality})")
+    det = crop.add_argument_group("detection (MTCNN)")
+    det.add_argument("--device", default=d.device, help="auto (cuda if available), cpu, cuda or cuda:N (default auto)")
+    det.add_argument("--min-face-size", type=int, default=d.min_face_size, metavar="PX",
+                     help=f"smallest face searched for; 40-80 is much faster but changes boxes (default {d.min_face_size})")
+    det.add_argument("--thresholds", type=_floats, default=d.thresholds, metavar="P,R,O",
+                     help="P-, R-, O-Net score thresholds (default 0.6,0.7,0.7)")
+    det.add_argument("--factor", type=float, default=d.factor, help=f"image pyramid scale step (default {d.factor})")
+    det.add_argument("--select", choices=("largest", "probability"), default="largest",
+                     help="which face to crop when there are several (default largest)")
+    det.add_argument("--engine", choices=ENGINES, default=d.engine, help="fast (default) or facenet's own MTCNN.detect")
+    det.add_argument("--batch-size", type=int, default=d.batch_size, help=f"photos per detector call (default {d.batch_size})")
+    det.add_argument("--workers", type=int, default=d.workers, help="processes on CPU; 0 = one per core (default)")
+    crop.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    left, right, top, bottom = args.margins
+    return Settings(
+        margin_left=left, margin_right=right, margin_top=top, margin_bottom=bottom,
+        fallback_width=args.fallback_size[0], fallback_height=args.fallback_size[1],
+        output_width=args.output_size[0], output_height=args.output_size[1],
+        interpolation=args.interpolation, jpeg_quality=args.jpeg_quality,
+        device=args.device, min_face_size=args.min_face_size, thresholds=tuple(args.thresholds),
+        factor=args.factor, select_largest=args.select == "largest", engine=args.engine,
+        batch_size=args.batch_size, workers=args.workers, _source="option",
+    ).check()
+
+
+def find_photos(src: Path, dst: Path) -> tuple[list[str], list[str], list[str]]:
+    """Relative POSIX paths below SRC: (photos, hidden files, other files). Faces written by an
+    earlier run into SRC (DST inside SRC, or DST == SRC) are not taken for photos."""
+    photos, hidden, others = [], [], []
+    dst_inside = dst != src and dst.is_relative_to(src)
+    for root, dirs, files in os.walk(src):
+        root_path = Path(root)
+        if dst_inside and root_path == dst:
+            dirs[:] = []
+            continue
+        dirs.sort()
+        for name in sorted(files):
+            rel = (root_path / name).relative_to(src).as_posix()
+            if dst == src and "faces" in rel.split("/")[:-1]:
+                continue
+            if dst == src and rel == "manifest.csv":
+                continue
+            if is_hidden(rel):
+                hidden.append(rel)
+            elif is_photo_name(rel):
+                photos.append(rel)
+            else:
+                others.append(rel)
+    return photos, hidden, others
+
+
+def run_crop(args: argparse.Namespace) -> int:
+    from .processor import Photo, crop_photos, plan_workers
+    from .progress import Progress
+
+    src, dst = args.src.resolve(), args.dst.resolve()
+    if not src.is_dir() or not os.access(src, os.R_OK | os.X_OK):
+        raise UsageError(f"SRC {args.src} is not a readable folder")
+    settings = settings_from_args(args)
+    photos, hidden, others = find_photos(src, dst)
+    if dst == src:
+        clash = [p for p in photos if face_path(p) == p]
+        if clash:
+            raise UsageError(f"DST is SRC but {clash[0]} has no 'images' folder in its path, so its face "
+                             "would overwrite it; choose a DST outside SRC")
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create DST {args.dst}: {exc.strerror}") from None
+
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    workers = plan_workers(settings, len(photos))
+    say(f"facecrop: {len(photos)} photos in {args.src}, device {settings.device}, {workers} worker(s), engine {settings.engine}")
+    progress = Progress(len(photos), say)
+    jobs = [Photo(source=p, output=face_path(p), path=str(src / p)) for p in photos]
+    rows = []
+    started = time.monotonic()
+    for result in crop_photos(jobs, settings, on_done=lambda part: progress.advance(len(part))):
+        rows.append(result.row)
+        if result.face is not None:
+            _write_atomic(dst / result.row.output, result.face)
+    (dst / "manifest.csv").write_text(manifest.dumps(rows))
+    elapsed = time.monotonic() - started
+
+    print(metrics.table(metrics.per_class(rows)))
+    if hidden:
+        print(f"skipped {len(hidden)} hidden file(s) (._* and dot-files), e.g. {hidden[0]}")
+    if others:
+        print(f"skipped {len(others)} file(s) without a photo extension, e.g. {others[0]}")
+    errors = [r for r in rows if r.status == "error"]
+    for row in errors[:10]:
+        print(f"error: {row.source}: {row.error}")
+    if len(errors) > 10:
+        print(f"... and {len(errors) - 10} more errors, see the manifest")
+    rate = len(rows) / elapsed if elapsed > 0 else 0.0
+    print(f"{len(rows)} photos in {elapsed:.1f}s ({rate:.1f}/s); faces in {dst}, manifest {dst / 'manifest.csv'}")
+    return 0
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write then rename, so an interrupted run never leaves a half-written face behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run_crop(args)
+    except (UsageError, SettingsError) as exc:
+        print(f"facecrop: error: {exc}", file=sys.stderr)
+        return 2

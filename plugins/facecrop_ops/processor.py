@@ -1,0 +1,235 @@
+"""The shard processor: photos in, face files and one manifest row per photo out.
+
+This is the one code path for the CLI and the DAG's detect task. Its speed comes from
+three places, measured by benchmarks/bench_crop.py:
+
+* batched detection (same-size photos together) with the exact fast MTCNN engine;
+* on CPUs, one worker process per core with one torch thread each: these small networks
+  scale better across processes than across torch's intra-op threads;
+* in every process, JPEG decoding and encoding run in threads, one chunk ahead of and one
+  chunk behind detection, so the detector does not wait for them.
+
+A photo that cannot be read, or fails on its own, becomes an `error` row; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .detector import Detection, Detector, resolve_device
+from .geometry import Box, fallback_box, padded_box
+from .imaging import BadPhoto, cut_face, decode_rgb, encode_face
+from .manifest import DETECTED, ERROR, FALLBACK, ManifestRow
+from .naming import photo_class
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One input: `source` is its name in the manifest, `output` the face's name; the bytes
+    come from `data` or are read from `path` (in the worker, so they never cross processes)."""
+
+    source: str
+    output: str
+    path: str | None = None
+    data: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise BadPhoto("no data and no path given")
+        return Path(self.path).read_bytes()
+
+
+@dataclass(frozen=True)
+class CropResult:
+    row: ManifestRow
+    face: bytes | None  # the encoded face file; None for error rows
+
+
+@dataclass
+class _Decoded:
+    photo: Photo
+    rgb: np.ndarray | None
+    error: str = ""
+
+
+def plan_workers(settings: Settings, n_photos: int) -> int:
+    """How many processes: one for a GPU (it is the bottleneck; more would each hold a copy
+    of the nets in its memory), else one per core up to 8, never more than the chunks."""
+    if settings.workers:
+        wanted = settings.workers
+    elif resolve_device(settings.device) != "cpu":
+        wanted = 1
+    else:
+        wanted = min(os.cpu_count() or 1, 8)
+    return max(1, min(wanted, -(-n_photos // _chunk_size(settings))))
+
+
+def _chunk_size(settings: Settings) -> int:
+    return settings.batch_size * 2
+
+
+class _Cropper:
+    """What one process holds: the detector and a small thread pool for JPEG work."""
+
+    def __init__(self, settings: Settings, threads: int) -> None:
+        self.settings = settings
+        self.detector = Detector(settings)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facecrop-io")
+
+    def _decode(self, photo: Photo) -> _Decoded:
+        try:
+            rgb = decode_rgb(photo.read())
+        except BadPhoto as exc:
+            return _Decoded(photo, None, str(exc))
+        except OSError as exc:
+            return _Decoded(photo, None, f"cannot read: {exc.strerror or exc}")
+        h, w = rgb.shape[:2]
+        if min(h, w) < self.settings.min_face_size:
+            return _Decoded(photo, None, f"too small to detect in ({w}x{h} px < min_face_size {self.settings.min_face_size})")
+        return _Decoded(photo, rgb)
+
+    def _detect(self, decoded: list[_Decoded]) -> list[Detection | None | str]:
+        """Detections for the readable photos; if a batch fails, photos are retried alone so
+        only the photo at fault ends as an error (its reason in place of a detection)."""
+        good = [d for d in decoded if d.rgb is not None]
+        try:
+            found: list[Detection | None | str] = list(self.detector.detect([d.rgb for d in good]))
+        except Exception:  # noqa: BLE001 - isolate the bad photo below
+            found = []
+            for d in good:
+                try:
+                    found.extend(self.detector.detect([d.rgb]))
+                except Exception as exc:  # noqa: BLE001 - recorded in the manifest
+                    found.append(f"detection failed: {type(exc).__name__}: {exc}"[:200])
+        it = iter(found)
+        return [next(it) if d.rgb is not None else None for d in decoded]
+
+    def _render(self, d: _Decoded, found: Detection | None | str) -> CropResult:
+        photo, s = d.photo, self.settings
+        cls = photo_class(photo.source)
+        if d.rgb is None or isinstance(found, str):
+            return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=d.error or str(found)), None)
+        h, w = d.rgb.shape[:2]
+        box: Box | None = None
+        if found is not None:
+            box = padded_box(found.box, w, h, s.margins)
+        status = DETECTED
+        if box is None or box.empty:
+            status, box = FALLBACK, fallback_box(w, h, (s.fallback_width, s.fallback_height))
+        try:
+            face = cut_face(d.rgb, box, (s.output_width, s.output_height), s.interpolation)
+            data = encode_face(face, photo.output, s.jpeg_quality)
+        except Exception as exc:  # noqa: BLE001 - recorded in the manifest
+            return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=f"cannot write face: {exc}"[:200]), None)
+        row = ManifestRow(
+            source=photo.source,
+            output=photo.output,
+            photo_class=cls,
+            status=status,
+            prob=None if found is None else found.prob,
+            box=None if found is None else found.box,
+            crop=tuple(box),
+            faces=0 if found is None else found.faces,
+        )
+        return CropResult(row, data)
+
+    def run(self, chunks: Iterable[Sequence[Photo]]) -> Iterator[list[CropResult]]:
+        """Decode chunk i+1 and encode chunk i-1 in threads while chunk i is detected."""
+        decoding: deque[list[Future[_Decoded]]] = deque()
+        rendering: deque[list[Future[CropResult]]] = deque()
+        chunks = iter(chunks)
+
+        def start_decoding() -> None:
+            chunk = next(chunks, None)
+            if chunk is not None:
+                decoding.append([self.pool.submit(self._decode, p) for p in chunk])
+
+        start_decoding()
+        while decoding:
+            start_decoding()
+            decoded = [f.result() for f in decoding.popleft()]
+            detections = self._detect(decoded)
+            rendering.append([self.pool.submit(self._render, d, f) for d, f in zip(decoded, detections)])
+            if len(rendering) > 1:
+                yield [f.result() for f in rendering.popleft()]
+        while rendering:
+            yield [f.result() for f in rendering.popleft()]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+_WORKER: _Cropper | None = None
+
+
+def _init_worker(settings: Settings) -> None:
+    import torch
+
+    # First thing in a forked child: a parent that already ran torch ops leaves its OpenMP
+    # pool unusable here, and one thread needs no pool. (cv2.setNumThreads would hang in the
+    # same situation, so OpenCV keeps its default.)
+    torch.set_num_threads(1)
+    global _WORKER
+    _WORKER = _Cropper(settings, threads=1)
+
+
+def _run_chunk(chunk: Sequence[Photo]) -> list[CropResult]:
+    assert _WORKER is not None, "worker not initialised"
+    return [r for part in _WORKER.run([chunk]) for r in part]
+
+
+def crop_photos(
+    photos: Sequence[Photo],
+    settings: Settings,
+    *,
+    on_done: Callable[[list[CropResult]], None] | None = None,
+    workers: int | None = None,
+) -> Iterator[CropResult]:
+    """Yield one CropResult per photo, in input order. `on_done` sees each finished chunk
+    (for progress). Settings are checked first, so a bad value fails before any photo."""
+    settings.check()
+    n_workers = workers or plan_workers(settings, len(photos))
+    size = _chunk_size(settings)
+    chunks = [photos[i : i + size] for i in range(0, len(photos), size)]
+    for part in _run(chunks, settings, n_workers):
+        if on_done is not None:
+            on_done(part)
+        yield from part
+
+
+def _run(chunks: list[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:
+    if n_workers <= 1 or multiprocessing.current_process().daemon:
+        cropper = _Cropper(settings, threads=2)
+        try:
+            yield from cropper.run(chunks)
+        finally:
+            cropper.close()
+        return
+    # fork: children start in milliseconds with torch already imported; CUDA is never
+    # initialised in this parent (the GPU path above runs in-process), so forking is safe.
+    method = "fork" if resolve_device(settings.device) == "cpu" else "spawn"
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(settings,)) as pool:
+        pending: deque[Future[list[CropResult]]] = deque()
+        todo = iter(chunks)
+        for chunk in todo:
+            pending.append(pool.submit(_run_chunk, chunk))
+            if len(pending) >= n_workers * 2:
+                break
+        while pending:
+            part = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_run_chunk, nxt))
+            yield part

@@ -1,0 +1,131 @@
+"""The CLI as a user runs it, checked against a plain per-photo implementation of the notebook."""
+
+import csv
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+from facenet_pytorch import MTCNN
+
+from facecrop_ops.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def notebook_crop_box(path: Path, mtcnn: MTCNN) -> tuple[int, int, int, int]:
+    """The reference algorithm, one photo at a time, as the notebook wrote it."""
+    img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    boxes, _ = mtcnn.detect(img)
+    h, w = img.shape[:2]
+    if boxes is None:
+        return (w - 256) // 2, (h - 340) // 2, (w - 256) // 2 + 256, (h - 340) // 2 + 340
+    x1, y1, x2, y2 = map(int, boxes[0])
+    return max(0, x1 - 30), max(0, y1 - 60), min(w, x2 + 30), min(h, y2 + 30)
+
+
+def read_manifest(dst: Path) -> dict[str, dict[str, str]]:
+    with open(dst / "manifest.csv", newline="") as f:
+        return {row["source"]: row for row in csv.DictReader(f)}
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture()
+def cropped(dataset_dir, tmp_path, capsys):
+    raw = tree_digest(dataset_dir)
+    dst = tmp_path / "out"
+    assert main(["crop", str(dataset_dir), str(dst), "--device", "cpu"]) == 0
+    out = capsys.readouterr()
+    return dataset_dir, dst, out, raw
+
+
+def test_crop_boxes_equal_the_notebooks_on_every_photo(cropped):
+    src, dst, _, _ = cropped
+    rows = read_manifest(dst)
+    mtcnn = MTCNN(keep_all=True, device="cpu")
+    checked = 0
+    for source, row in rows.items():
+        if row["status"] == "error":
+            continue
+        got = tuple(int(row[f"crop_{k}"]) for k in ("x1", "y1", "x2", "y2"))
+        assert got == notebook_crop_box(src / source, mtcnn), source
+        checked += 1
+    assert checked == 47
+
+
+def test_every_good_photo_has_a_210x280_face_under_faces(cropped):
+    src, dst, _, _ = cropped
+    rows = read_manifest(dst)
+    assert len(rows) == 49  # 42 train + 7 eval photos; the hidden file is not one
+    for source, row in rows.items():
+        face = dst / source.replace("/images/", "/faces/")
+        if row["status"] == "error":
+            assert not face.exists()
+            continue
+        assert row["output"] == source.replace("/images/", "/faces/")
+        img = cv2.imread(str(face))
+        assert img.shape == (280, 210, 3), source
+
+
+def test_summary_table_progress_and_reported_junk(cropped):
+    _, _, out, _ = cropped
+    lines = out.out.splitlines()
+    assert lines[0].split() == ["class", "images", "detected", "fallback", "errors", "miss", "rate"]
+    assert any(line.startswith("mask1 ") for line in lines)
+    all_row = next(line for line in lines if line.startswith("all "))
+    assert all_row.split()[1] == "49" and all_row.split()[4] == "2"
+    assert "skipped 1 hidden file(s)" in out.out
+    assert "error: train/images/000006_male_Asian_52/mask3.png: empty file (0 bytes)" in out.out
+    assert "49/49 photos (100%)" in out.err and "photos/s" in out.err
+
+
+def test_raw_photos_are_never_modified(cropped):
+    src, _, _, raw = cropped
+    assert tree_digest(src) == raw
+
+
+def test_dst_equal_to_src_writes_faces_beside_images_and_reruns_cleanly(dataset_dir, capsys):
+    raw = tree_digest(dataset_dir)
+    assert main(["crop", str(dataset_dir), str(dataset_dir), "--device", "cpu", "--quiet"]) == 0
+    first = tree_digest(dataset_dir)
+    assert {k: v for k, v in first.items() if k in raw} == raw
+    assert "train/faces/000001_male_White_47/normal.jpg" in first
+    assert main(["crop", str(dataset_dir), str(dataset_dir), "--device", "cpu", "--quiet"]) == 0
+    assert tree_digest(dataset_dir) == first  # faces are not taken for photos; same bytes
+    assert len(read_manifest(dataset_dir)) == 49
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "facecrop_ops", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_unreadable_src_is_one_clear_line_and_exit_2(tmp_path):
+    result = run_cli("crop", str(tmp_path / "missing"), str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"facecrop: error: SRC {tmp_path / 'missing'} is not a readable folder"
+
+
+def test_bad_option_values_name_the_fix(tmp_path):
+    result = run_cli("crop", str(tmp_path), str(tmp_path / "out"), "--min-face-size", "0", "--jpeg-quality", "300")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "min_face_size=0 is invalid: it must be an integer >= 1 (default 20)" in result.stderr
+    assert "jpeg_quality=300 is invalid" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_option_is_refused_by_the_parser(tmp_path):
+    result = run_cli("crop", str(tmp_path), str(tmp_path / "out"), "--margins", "30,30,60")
+    assert result.returncode == 2 and "expected 4 integers" in result.stderr
+
+
+def test_dst_equal_to_a_flat_src_is_refused_before_writing(tmp_path, sample_dataset):
+    (tmp_path / "p.jpg").write_bytes(sample_dataset["eval/images/14a85236aee7903dcf1d38196ba706e272ab9349.jpg"])
+    result = run_cli("crop", str(tmp_path), str(tmp_path))
+    assert result.returncode == 2 and "would overwrite it; choose a DST outside SRC" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.jpg"]

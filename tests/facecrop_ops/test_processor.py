@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+
+from facecrop_ops import samples
+from facecrop_ops.detector import Detector
+from facecrop_ops.imaging import decode_rgb
+from facecrop_ops.naming import face_path
+from facecrop_ops.processor import Photo, crop_photos
+from facecrop_ops.settings import Settings, SettingsError
+
+
+@pytest.fixture(scope="module")
+def photos(sample_dataset):
+    keys = sorted(k for k in sample_dataset if "/images/" in k and "/._" not in k)
+    return [Photo(k, face_path(k), data=sample_dataset[k]) for k in keys]
+
+
+@pytest.fixture(scope="module")
+def good(photos):
+    return [p for p in photos if p.data and not p.data.startswith(b"<html>")]
+
+
+@pytest.fixture(scope="module")
+def results(photos):
+    return list(crop_photos(photos, Settings(device="cpu", workers=1)))
+
+
+def test_one_row_per_photo_in_input_order(photos, results):
+    assert [r.row.source for r in results] == [p.source for p in photos]
+
+
+def test_every_good_photo_gives_a_210x280_face_and_bad_ones_an_error_row(results):
+    errors = {r.row.source: r.row.error for r in results if r.row.status == "error"}
+    assert errors == {
+        "eval/images/0000000000000000000000000000000000000000.jpg": "not an image (unrecognised content)",
+        "train/images/000006_male_Asian_52/mask3.png": "empty file (0 bytes)",
+    }
+    for r in results:
+        if r.row.status == "error":
+            assert r.face is None and r.row.output == ""
+        else:
+            assert decode_rgb(r.face).shape == (280, 210, 3)
+            assert r.row.output == face_path(r.row.source)
+    statuses = {r.row.status for r in results}
+    assert statuses == {"detected", "fallback", "error"}
+
+
+def test_fallback_rows_use_the_centre_box_and_detected_rows_the_padded_box(results):
+    for r in results:
+        if r.row.status == "fallback":
+            assert r.row.crop == (64, 86, 320, 426) and r.row.box is None
+        elif r.row.status == "detected":
+            x1, y1, x2, y2 = (int(v) for v in r.row.box)
+            assert r.row.crop == (max(0, x1 - 30), max(0, y1 - 60), min(384, x2 + 30), min(512, y2 + 30))
+
+
+def test_worker_processes_give_identical_faces(photos, results):
+    parallel = list(crop_photos(photos, Settings(device="cpu", batch_size=4, workers=2)))
+    assert [(r.row.status, r.row.crop, r.row.error) for r in parallel] == [(r.row.status, r.row.crop, r.row.error) for r in results]
+    assert [r.face for r in parallel] == [r.face for r in results]
+    for p, r in zip(parallel, results):  # other batches and thread counts round floats differently
+        assert (p.row.box is None) == (r.row.box is None)
+        if p.row.box is not None:
+            assert np.allclose(p.row.box, r.row.box, atol=1e-3)
+
+
+def test_photos_read_from_paths_and_unreadable_paths(tmp_path, good):
+    path = tmp_path / "normal.jpg"
+    path.write_bytes(good[0].data)
+    out = list(crop_photos(
+        [Photo("p/normal.jpg", "f/normal.jpg", path=str(path)), Photo("p/gone.jpg", "f/gone.jpg", path=str(tmp_path / "gone.jpg"))],
+        Settings(device="cpu", workers=1),
+    ))
+    assert out[0].row.status in ("detected", "fallback") and out[0].row.photo_class == "normal"
+    assert out[1].row.status == "error" and out[1].row.error.startswith("cannot read")
+
+
+def test_a_photo_too_small_to_detect_in_is_an_error_not_a_crash():
+    tiny = samples.encode(np.full((15, 40, 3), 90, np.uint8))
+    big = samples.encode(samples.portrait(3).rgb)
+    out = list(crop_photos([Photo("t.jpg", "ft.jpg", data=tiny), Photo("b.jpg", "fb.jpg", data=big)], Settings(device="cpu")))
+    assert out[0].row.status == "error" and "too small to detect in (40x15 px < min_face_size 20)" in out[0].row.error
+    assert out[1].row.status in ("detected", "fallback")
+
+
+def test_photos_of_other_sizes_are_cropped_in_their_own_frame():
+    photo = samples.portrait(4, size=(600, 800), scale=2.5)
+    out = list(crop_photos([Photo("x/normal.jpg", "y/normal.jpg", data=samples.encode(photo.rgb))], Settings(device="cpu")))
+    row = out[0].row
+    assert row.status == "detected"
+    assert 0 <= row.crop[0] < row.crop[2] <= 600 and 0 <= row.crop[1] < row.crop[3] <= 800
+
+
+def test_a_detector_fault_on_one_photo_costs_only_that_photo(monkeypatch, good):
+    poisoned = good[3]
+    poison_pixels = decode_rgb(poisoned.data)
+    real_detect = Detector.detect
+
+    def flaky(self, images):
+        if any(img.shape == poison_pixels.shape and np.array_equal(img, poison_pixels) for img in images):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real_detect(self, images)
+
+    monkeypatch.setattr(Detector, "detect", flaky)
+    out = list(crop_photos(good[:8], Settings(device="cpu", workers=1)))
+    bad = [r.row for r in out if r.row.status == "error"]
+    assert [r.source for r in bad] == [poisoned.source]
+    assert bad[0].error == "detection failed: RuntimeError: CUDA error: an illegal memory access was encountered"
+
+
+def test_bad_settings_stop_before_any_photo_is_touched():
+    class Exploding(Photo):
+        def read(self):
+            raise AssertionError("photo was read")
+
+    with pytest.raises(SettingsError, match="batch_size"):
+        list(crop_photos([Exploding("a.jpg", "b.jpg")], Settings(batch_size=0)))
