@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--batch-size", type=int, default=d.batch_size, help=f"photos per detector call (default {d.batch_size})")
     det.add_argument("--workers", type=int, default=d.workers, help="processes on CPU; 0 = one per core (default)")
     crop.add_argument("--quiet", action="store_true", help="no progress lines")
+    smp = sub.add_parser(
+        "samples",
+        help="write a sample dataset (portraits built from a real face) to a folder or S3",
+        description="Write a small dataset in the real layout (train/images/<person>/<class>.jpg, "
+        "eval/images/, train_data.csv, test_data.csv, some junk) to DEST. An s3:// DEST goes through "
+        "an Airflow connection and is left alone when it already holds objects.",
+    )
+    smp.add_argument("dest", metavar="DEST", help="local folder or s3://bucket/prefix")
+    smp.add_argument("--people", type=int, default=12, help="person folders, 7 photos each (default 12)")
+    smp.add_argument("--eval", type=int, default=12, help="eval photos (default 12)")
+    smp.add_argument("--aws-conn-id", default="aws_default", help="Airflow connection for an s3:// DEST")
     return parser
 
 
@@ -113,6 +124,7 @@ def find_photos(src: Path, dst: Path) -> tuple[list[str], list[str], list[str]]:
 
 
 def run_crop(args: argparse.Namespace) -> int:
+    from .detector import resolve_device
     from .processor import Photo, crop_photos, plan_workers
     from .progress import Progress
 
@@ -133,7 +145,8 @@ def run_crop(args: argparse.Namespace) -> int:
 
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     workers = plan_workers(settings, len(photos))
-    say(f"facecrop: {len(photos)} photos in {args.src}, device {settings.device}, {workers} worker(s), engine {settings.engine}")
+    device = resolve_device(settings.device)
+    say(f"facecrop: {len(photos)} photos in {args.src}, device {device}, {workers} worker process(es), engine {settings.engine}")
     progress = Progress(len(photos), say)
     jobs = [Photo(source=p, output=face_path(p), path=str(src / p)) for p in photos]
     rows = []
@@ -168,11 +181,42 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def run_samples(args: argparse.Namespace) -> int:
+    from . import samples
+
+    files = samples.dataset(args.people, args.eval)
+    if not args.dest.startswith("s3://"):
+        root = Path(args.dest)
+        for key, data in files:
+            _write_atomic(root / key, data)
+        print(f"sample dataset written to {root}")
+        return 0
+    from .locations import parse_s3_uri
+    from .s3io import client_for
+
+    try:
+        loc = parse_s3_uri(args.dest, "DEST")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    client = client_for(args.aws_conn_id, 8)
+    if loc.bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket=loc.bucket)
+    if client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix, MaxKeys=1).get("KeyCount"):
+        print(f"{loc.uri} already holds objects: left as it is")
+        return 0
+    count = 0
+    for key, data in files:
+        client.put_object(Bucket=loc.bucket, Key=loc.key(key), Body=data)
+        count += 1
+    print(f"sample dataset: {count} objects written to {loc.uri}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return run_crop(args)
+        return run_samples(args) if args.command == "samples" else run_crop(args)
     except (UsageError, SettingsError) as exc:
         print(f"facecrop: error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from .locations import face_rel, split_images_root
+
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 CLASSES = ("mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal")
 UNLABELED = "unlabeled"
@@ -26,19 +28,15 @@ def photo_class(path: str) -> str:
     return stem if stem in CLASSES else UNLABELED
 
 
-def face_path(path: str, images: str = "images", faces: str = "faces") -> str:
+def face_path(path: str) -> str:
     """The face's path: the same path with its first `images` segment replaced by `faces`.
 
     Only a whole segment is replaced (the notebook's `str.replace` also rewrote
     `my_images_v2/` and file names). A path without such a segment is returned unchanged;
     callers that write next to the photos must refuse that case.
     """
-    parts = path.split("/")
-    for i, part in enumerate(parts):
-        if part == images:
-            parts[i] = faces
-            return "/".join(parts)
-    return path
+    split = split_images_root(path)
+    return path if split is None else face_rel(*split)
 
 
 def content_type(path: str) -> str:

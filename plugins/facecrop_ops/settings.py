@@ -20,6 +20,10 @@ ENGINES = ("fast", "facenet")
 class SettingsError(ValueError):
     """A setting a user gave is unusable; the message names each bad one and its fix."""
 
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -97,7 +101,7 @@ class Settings:
         """Raise one SettingsError listing every problem, or return self."""
         problems = self.problems()
         if problems:
-            raise SettingsError(f"bad {self._source}: " + "; ".join(problems))
+            raise SettingsError(f"bad {self._source}: " + "; ".join(problems), problems)
         return self
 
     @classmethod
@@ -106,9 +110,8 @@ class Settings:
         known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise SettingsError(
-                f"unknown {source}: {', '.join(unknown)}; known ones are {', '.join(sorted(known))}"
-            )
+            problem = f"unknown {source}: {', '.join(unknown)}; known ones are {', '.join(sorted(known))}"
+            raise SettingsError(problem, [problem])
         kwargs = dict(values)
         if isinstance(kwargs.get("thresholds"), list):
             kwargs["thresholds"] = tuple(kwargs["thresholds"])
