@@ -1,0 +1,37 @@
+"""Deployment settings of the facecrop_etl DAG, read once from the environment at parse time.
+
+These differ between installs, not between runs (per-run choices are DAG params). Set
+them in the scheduler's and workers' environment, e.g. in docker-compose.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Cron expression or preset ("@daily") for scheduled runs; unset = manual runs only.
+SCHEDULE: str | None = os.environ.get("FACECROP_SCHEDULE") or None
+
+# Dataset a scheduled run crops (the trigger form's default source_uri); unset = required.
+SOURCE_URI: str | None = os.environ.get("FACECROP_SOURCE_URI") or None
+
+# The Airflow pool that bounds how many shards detect at once (one slot per GPU, say).
+# The demo and docker-compose create it; Airflow flags a DAG whose pool is missing.
+GPU_POOL: str = os.environ.get("FACECROP_GPU_POOL", "gpu")
+
+# Celery queue served by GPU workers; unset = Airflow's default queue (one-machine installs).
+GPU_QUEUE: str | None = os.environ.get("FACECROP_GPU_QUEUE") or None
+
+# Processes per detect task on a CPU worker; 0 = one per core. A GPU worker uses one.
+CPU_WORKERS: int = int(os.environ.get("FACECROP_CPU_WORKERS", "0"))
+
+# Concurrent S3 transfers per task.
+TRANSFER_THREADS: int = int(os.environ.get("FACECROP_TRANSFER_THREADS", "16"))
+
+# Every task retries; a retried shard redoes only what it has not finished.
+RETRIES: int = int(os.environ.get("FACECROP_RETRIES", "2"))
+RETRY_DELAY_SECONDS: int = int(os.environ.get("FACECROP_RETRY_DELAY_SECONDS", "30"))
+
+
+def gpu_task_kwargs() -> dict[str, str]:
+    """Pool always; queue only when configured, so a single-machine install needs nothing."""
+    return {"pool": GPU_POOL, **({"queue": GPU_QUEUE} if GPU_QUEUE else {})}

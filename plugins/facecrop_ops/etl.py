@@ -1,0 +1,221 @@
+"""The bodies of the DAG's tasks, as plain functions of (params, run id, S3 store).
+
+The DAG file only wires these together, so each step runs and is tested without a
+scheduler. Everything a run writes besides faces and published CSVs goes under
+`<dest>/_facecrop/runs/<run_id>/`: plan.json, shards/NNNNN.json (a shard's photo keys),
+shards/NNNNN.manifest.csv (written last by a shard: its "done" mark), manifest.csv,
+rejects.csv and metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from . import csv_rewrite, manifest, metrics
+from .locations import S3Location, face_rel, parse_s3_uri, published_csv_name, run_dir, split_images_root
+from .manifest import ERROR, ManifestRow
+from .naming import content_type, photo_class
+from .planning import classify, make_shards
+from .progress import Progress
+from .run_params import ParamsError, RunParams, parse
+from .s3io import S3Store, StorageError, client_for
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ParamsError", "RunError", "StorageError", "plan", "crop_shard", "publish", "record_metrics", "check_miss_rates"]
+
+
+class RunError(RuntimeError):
+    """The run cannot go on (no photos, missing CSV, lost shard); the message says why."""
+
+
+def open_store(params: Mapping[str, Any]) -> S3Store:
+    """An S3Store on the run's Airflow connection, sized for concurrent transfers."""
+    from . import dag_config
+
+    threads = dag_config.TRANSFER_THREADS
+    return S3Store(client_for(params.get("aws_conn_id") or "aws_default", threads), threads)
+
+
+def _shard_key(rd: S3Location, index: int, suffix: str) -> str:
+    return rd.key(f"shards/{index:05d}{suffix}")
+
+
+def _uri(uri_or_name: str, source: S3Location) -> S3Location:
+    """A CSV given as a URI, or as a name under the dataset root."""
+    return parse_s3_uri(uri_or_name if uri_or_name.startswith("s3://") else source.key_uri(uri_or_name), "csv")
+
+
+def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[str, int]]:
+    """Check params, list the dataset, check the CSVs, write the shard lists; return one small
+    dict per shard for the mapped detect task."""
+    rp = parse(params)
+    objects = store.list(rp.source, "source_uri")
+    listing = classify(rp.source.rel(o.key) for o in objects)
+    if not listing.photos:
+        raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
+    csv_uris = list(rp.csv_uris) or [rp.source.key_uri(name) for name in listing.csvs]
+    for uri in csv_uris:
+        loc = _uri(uri, rp.source)
+        key = loc.prefix.rstrip("/")
+        if not store.exists(loc.bucket, key):
+            raise RunError(f"CSV {uri} does not exist: fix csv_uris (or leave it empty for every *.csv under source_uri)")
+        header = csv_rewrite.header_of(store.get_head(loc.bucket, key).decode("utf-8", "replace"))
+        csv_rewrite.check_path_column(header, rp.path_column, uri)
+    shards = make_shards(listing.photos, rp.photos_per_shard, rp.max_shards)
+    rd = run_dir(rp.dest, run_id)
+    for i, keys in enumerate(shards):
+        store.put_text(rd.bucket, _shard_key(rd, i, ".json"), json.dumps({"photos": keys}), "application/json")
+    plan_doc = {
+        "run_id": run_id, "source_uri": rp.source.uri, "dest_uri": rp.dest.uri, "csv_uris": csv_uris,
+        "images_roots": listing.images_roots, "photos": len(listing.photos), "shards": len(shards),
+        "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
+        "settings": rp.settings.as_dict(),
+    }
+    store.put_text(rd.bucket, rd.key("plan.json"), json.dumps(plan_doc, indent=2), "application/json")
+    log.info("%d photos under %s in %d images folder(s) (%s), %d shard(s) of up to %d; CSVs: %s",
+             len(listing.photos), rp.source.uri, len(listing.images_roots), ", ".join(listing.images_roots),
+             len(shards), max(map(len, shards)), ", ".join(csv_uris) or "none")
+    for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos)):
+        if keys:
+            log.warning("skipping %d %s(s), e.g. %s", len(keys), what, keys[0])
+    log.info("run reports: %s", rd.uri)
+    return [{"shard": i, "photos": len(keys)} for i, keys in enumerate(shards)]
+
+
+def crop_shard(
+    params: Mapping[str, Any], run_id: str, shard: Mapping[str, int], store: S3Store, *, workers: int = 0
+) -> dict[str, int]:
+    """Pull a shard's photos, crop them, upload the faces, then write the shard manifest.
+    The manifest is written last: a retry that finds it has nothing left to do."""
+    # Imported here: they load OpenCV and torch, which only this task needs.
+    from .detector import resolve_device
+    from .processor import Photo, crop_photos, plan_workers
+
+    rp = parse(params)
+    rd = run_dir(rp.dest, run_id)
+    index = shard["shard"]
+    done_key = _shard_key(rd, index, ".manifest.csv")
+    if store.exists(rd.bucket, done_key):
+        rows = manifest.loads(store.get(rd.bucket, done_key).decode())
+        log.info("shard %d was finished by an earlier try (%d photos): nothing to redo", index, len(rows))
+        return _summary(index, rows)
+    keys = json.loads(store.get(rd.bucket, _shard_key(rd, index, ".json")))["photos"]
+
+    pulled = Progress(len(keys), lambda line: log.info("pull: %s", line))
+    photos, rows = [], []
+    for rel, data in store.get_many(rp.source.bucket, [rp.source.key(k) for k in keys], pulled.advance):
+        rel = rp.source.rel(rel)
+        if isinstance(data, Exception):
+            rows.append(ManifestRow(rel, "", photo_class(rel), ERROR, error=f"cannot download: {data}"[:200]))
+        else:
+            photos.append(Photo(rel, face_rel(*split_images_root(rel)), data=data))
+
+    settings = replace(rp.settings, workers=workers)
+    device = resolve_device(settings.device)
+    n_workers = plan_workers(settings, len(photos))
+    log.info("detect on %s%s, %d process(es), engine %s, batch %d", device, _device_name(device),
+             n_workers, settings.engine, settings.batch_size)
+    cropped = Progress(len(photos), lambda line: log.info("crop: %s", line))
+
+    def faces() -> Iterator[tuple[str, bytes, str]]:
+        for result in crop_photos(photos, settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers):
+            rows.append(result.row)
+            if result.face is not None:
+                yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)
+
+    uploaded = store.put_many(rp.dest.bucket, faces())
+    store.put_text(rd.bucket, done_key, manifest.dumps(rows))
+    summary = _summary(index, rows)
+    log.info("shard %d: %d photos, %d faces uploaded to %s, %d detected, %d fallback, %d errors",
+             index, summary["photos"], uploaded, rp.dest.uri, summary["detected"], summary["fallback"], summary["errors"])
+    return summary
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f" ({torch.cuda.get_device_name(torch.device(device))})"
+    return f" ({os.cpu_count()} CPU cores)"
+
+
+def _summary(index: int, rows: list[ManifestRow]) -> dict[str, int]:
+    m = metrics.per_class(rows)[metrics.ALL]
+    return {"shard": index, "photos": m.images, "detected": m.detected, "fallback": m.fallback, "errors": m.errors}
+
+
+def _load_plan(rp: RunParams, run_id: str, store: S3Store) -> tuple[S3Location, dict[str, Any]]:
+    rd = run_dir(rp.dest, run_id)
+    return rd, json.loads(store.get(rd.bucket, rd.key("plan.json")))
+
+
+def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str, Any]:
+    """Merge the shard manifests, rewrite every CSV to the faces and publish it; rows whose
+    photo was unreadable or not found go to rejects.csv instead."""
+    rp = parse(params)
+    rd, plan_doc = _load_plan(rp, run_id, store)
+    rows = []
+    for index in range(plan_doc["shards"]):
+        key = _shard_key(rd, index, ".manifest.csv")
+        if not store.exists(rd.bucket, key):
+            raise RunError(f"shard {index} has no manifest at s3://{rd.bucket}/{key}: its crop task did not finish")
+        rows.extend(manifest.loads(store.get(rd.bucket, key).decode()))
+    store.put_text(rd.bucket, rd.key("manifest.csv"), manifest.dumps(rows))
+    by_source = {r.source: r for r in rows}
+    rates = {k: v.miss_rate for k, v in metrics.per_class(rows).items()}
+    published, rejects = [], []
+    for uri in plan_doc["csv_uris"]:
+        loc = _uri(uri, rp.source)
+        key = loc.prefix.rstrip("/")
+        name = key.rsplit("/", 1)[-1]
+        result = csv_rewrite.rewrite(
+            store.get(loc.bucket, key).decode("utf-8"), csv_name=uri, path_column=rp.path_column,
+            photos=by_source, images_roots=plan_doc["images_roots"], source=rp.source, dest=rp.dest,
+        )
+        out_uri = rp.dest.key_uri(published_csv_name(name))
+        store.put_text(rp.dest.bucket, rp.dest.key(published_csv_name(name)), result.text)
+        rejects.extend(result.rejects)
+        published.append({"uri": out_uri, "source": uri, "rows": result.kept, "rejected": len(result.rejects)})
+        log.info("published %s: %d rows, %d rejected", out_uri, result.kept, len(result.rejects))
+    store.put_text(rd.bucket, rd.key("rejects.csv"), csv_rewrite.rejects_csv(rejects))
+    for r in rejects[:10]:
+        log.warning("rejected %s line %d (%s): %s", r.csv, r.line, r.path, r.reason)
+    return {"csvs": published, "miss_rate": rates, "photos": len(rows), "reports": rd.uri}
+
+
+def record_metrics(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str, dict[str, Any]]:
+    """Per-class metrics from the run's manifest: metrics.json, the task log, Airflow metrics."""
+    rp = parse(params)
+    rd = run_dir(rp.dest, run_id)
+    per_class = metrics.per_class(manifest.loads(store.get(rd.bucket, rd.key("manifest.csv")).decode()))
+    doc = metrics.as_json(per_class)
+    store.put_text(rd.bucket, rd.key("metrics.json"), json.dumps(doc, indent=2), "application/json")
+    log.info("detection per class (metrics in %s):\n%s", rd.key_uri("metrics.json"), metrics.table(per_class))
+    try:
+        from airflow.sdk.observability.stats import Stats
+
+        for name, m in per_class.items():
+            for field in ("images", "detected", "fallback", "errors"):
+                Stats.gauge(f"facecrop.{field}.{name}", getattr(m, field))
+            if m.miss_rate is not None:
+                Stats.gauge(f"facecrop.miss_rate.{name}", m.miss_rate)
+    except ImportError:  # outside Airflow: metrics.json and the log are enough
+        pass
+    return doc
+
+
+def check_miss_rates(doc: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float]) -> list[str]:
+    """Classes over their limit, as lines for the error message (empty when all is well)."""
+    over = []
+    for name, limit in limits.items():
+        if name not in doc:
+            over.append(f"{name}: no such class in this run (classes: {', '.join(doc)})")
+        elif doc[name]["miss_rate"] is not None and doc[name]["miss_rate"] > limit:
+            over.append(f"{name}: miss rate {doc[name]['miss_rate']:.1%} > limit {limit:.1%}")
+    return over

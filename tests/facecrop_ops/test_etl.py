@@ -1,0 +1,128 @@
+"""The task bodies against a real S3 API (moto's server on 127.0.0.1), without a scheduler."""
+
+import json
+
+import pytest
+
+from facecrop_ops import etl, manifest, samples
+from facecrop_ops.csv_rewrite import CsvError
+from facecrop_ops.locations import S3Location
+from facecrop_ops.local_s3 import moto_server
+from facecrop_ops.run_params import ParamsError
+from facecrop_ops.s3io import S3Store, StorageError
+
+RUN = "manual__2026-11-28T10:00:00+00:00"
+RUN_DIR = "out/_facecrop/runs/manual__2026-11-28T10_00_00_00_00/"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture()
+def bucket(s3, request):
+    name = "t-" + request.node.name.replace("_", "-")[:40].lower().strip("-")
+    s3.upload(name, "raw/", samples.dataset(n_people=3, n_eval=3))
+    return name
+
+
+@pytest.fixture()
+def store(s3):
+    return S3Store(s3.client(), threads=8)
+
+
+def params(bucket, **extra):
+    return {"source_uri": f"s3://{bucket}/raw", "dest_uri": f"s3://{bucket}/out", "photos_per_shard": 10, **extra}
+
+
+def keys(store, bucket, prefix=""):
+    return sorted(o.key for o in store.list(S3Location(bucket, prefix)))
+
+
+class Untouchable:
+    def __getattr__(self, name):
+        raise AssertionError(f"S3 was used ({name}) although the params were bad")
+
+
+def test_bad_params_stop_the_run_before_any_s3_call():
+    with pytest.raises(ParamsError, match="min_face_size=0"):
+        etl.plan({"source_uri": "s3://data/raw", "min_face_size": 0}, RUN, Untouchable())
+
+
+def test_a_missing_bucket_is_named(store):
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist: check source_uri"):
+        etl.plan({"source_uri": "s3://no-such-bucket/raw"}, RUN, store)
+
+
+def test_a_csv_without_the_path_column_stops_the_plan_before_shards_are_written(store, bucket):
+    with pytest.raises(CsvError, match="has no column 'file'"):
+        etl.plan(params(bucket, path_column="file"), RUN, store)
+    assert keys(store, bucket, "out/") == []
+
+
+def test_a_missing_csv_is_named(store, bucket):
+    with pytest.raises(etl.RunError, match=r"CSV s3://.*/nope.csv does not exist: fix csv_uris"):
+        etl.plan(params(bucket, csv_uris=[f"s3://{bucket}/raw/nope.csv"]), RUN, store)
+
+
+def test_plan_writes_small_shard_refs_and_shard_key_lists(store, bucket):
+    refs = etl.plan(params(bucket), RUN, store)
+    assert [r["shard"] for r in refs] == list(range(len(refs))) and 2 <= len(refs) <= 4
+    assert sum(r["photos"] for r in refs) == 3 * 7 + 4  # 3 eval photos + the non-image named .jpg
+    plan_doc = json.loads(store.get(bucket, RUN_DIR + "plan.json"))
+    assert plan_doc["skipped_hidden"] == ["train/images/000001_male_White_47/._mask1.jpg"]
+    assert plan_doc["csv_uris"] == [f"s3://{bucket}/raw/test_data.csv", f"s3://{bucket}/raw/train_data.csv"]
+
+
+def test_a_finished_shard_is_not_redone_and_a_redone_shard_writes_the_same_bytes(store, bucket, s3):
+    refs = etl.plan(params(bucket), RUN, store)
+    first = etl.crop_shard(params(bucket), RUN, refs[0], store, workers=1)
+    faces = [k for k in keys(store, bucket, "out/") if "/faces/" in k]
+    assert len(faces) == first["photos"] - first["errors"]
+    head = s3.client().head_object(Bucket=bucket, Key=faces[0])
+    assert head["ContentType"] == "image/jpeg"
+    before = {k: store.get(bucket, k) for k in faces}
+    stamp = {k: s3.client().head_object(Bucket=bucket, Key=k)["LastModified"] for k in faces}
+
+    assert etl.crop_shard(params(bucket), RUN, refs[0], store, workers=1) == first  # retry after success
+    assert {k: s3.client().head_object(Bucket=bucket, Key=k)["LastModified"] for k in faces} == stamp
+
+    s3.client().delete_object(Bucket=bucket, Key=RUN_DIR + "shards/00000.manifest.csv")  # died before its mark
+    assert etl.crop_shard(params(bucket), RUN, refs[0], store, workers=1) == first
+    assert {k: store.get(bucket, k) for k in faces} == before
+
+
+def test_publish_and_metrics_agree_with_the_manifest(store, bucket):
+    refs = etl.plan(params(bucket), RUN, store)
+    for ref in refs:
+        etl.crop_shard(params(bucket), RUN, ref, store, workers=1)
+    result = etl.publish(params(bucket), RUN, store)
+    doc = etl.record_metrics(params(bucket), RUN, store)
+    rows = manifest.loads(store.get(bucket, RUN_DIR + "manifest.csv").decode())
+    assert len(rows) == result["photos"] == doc["all"]["images"] == 25
+    assert doc["all"]["detected"] == sum(r.status == "detected" for r in rows)
+    assert doc["all"]["errors"] == sum(r.status == "error" for r in rows) == 2
+    assert json.loads(store.get(bucket, RUN_DIR + "metrics.json")) == doc
+    assert result["miss_rate"]["all"] == pytest.approx(doc["all"]["miss_rate"], abs=1e-6)
+    train = store.get(bucket, "out/train_face.csv").decode().splitlines()
+    assert len(train) == 1 + 21 - 1  # header, 21 photos, the zero-byte one rejected
+    assert all(line.startswith("train/faces/") for line in train[1:])
+    rejects = store.get(bucket, RUN_DIR + "rejects.csv").decode().splitlines()
+    assert len(rejects) == 3 and "empty file (0 bytes)" in "".join(rejects)
+
+
+def test_publish_refuses_to_run_with_a_shard_missing(store, bucket):
+    etl.plan(params(bucket), RUN, store)
+    with pytest.raises(etl.RunError, match="shard 0 has no manifest"):
+        etl.publish(params(bucket), RUN, store)
+
+
+def test_miss_rate_limits():
+    doc = {"normal": {"miss_rate": 0.02}, "mask1": {"miss_rate": 0.5}, "all": {"miss_rate": 0.2}}
+    assert etl.check_miss_rates(doc, {"all": 0.3, "normal": 0.05}) == []
+    assert etl.check_miss_rates(doc, {"mask1": 0.4, "masked": 0.1}) == [
+        "mask1: miss rate 50.0% > limit 40.0%",
+        "masked: no such class in this run (classes: normal, mask1, all)",
+    ]
