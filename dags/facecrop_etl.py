@@ -1,0 +1,110 @@
+"""
+### facecrop_etl
+
+Crops every portrait of a dataset in S3 to its face (MTCNN, padded crop, fallback centre
+crop, resize to 210 x 280) for training a mask / gender / age classifier.
+
+1. **plan**: check params, list `<source>/<split>/images/`, check the CSVs, pack person
+   folders into shards.
+2. **crop_shard** (mapped, pool `gpu`): pull a shard's photos, detect and crop (GPU when
+   the worker has one), upload the faces to `<dest>/<split>/faces/`.
+3. **publish_csvs**: merge shard manifests; rewrite each CSV's path column to the faces
+   and publish `<dest>/<name>_face.csv` (asset events carry per-class miss rates).
+4. **record_metrics**: per-class images / detected / fallback / errors / miss rate to
+   `metrics.json`, the task log and Airflow metrics (`facecrop.miss_rate.<class>`).
+5. **check_miss_rates**: fail the run when a class is over its `miss_rate_limits`.
+
+Reports: `<dest>/_facecrop/runs/<run_id>/` (plan, manifest, rejects, metrics).
+All logic lives in `plugins/facecrop_ops`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import AssetAlias, dag, task
+
+from facecrop_ops import dag_config, dag_params
+
+FACE_CSVS = AssetAlias("facecrop_face_csvs")
+
+
+@dag(
+    dag_id="facecrop_etl",
+    schedule=dag_config.SCHEDULE,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    params=dag_params.build(),
+    tags=["facecrop", "etl", "computer-vision", "s3"],
+    doc_md=__doc__,
+    default_args={
+        "owner": "facecrop",
+        "retries": dag_config.RETRIES,
+        "retry_delay": timedelta(seconds=dag_config.RETRY_DELAY_SECONDS),
+    },
+)
+def facecrop_etl():
+    @task
+    def plan(params=None, run_id=None) -> list[dict]:
+        """Validate params and list the dataset; fail here, before any data moves."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from facecrop_ops import etl
+
+        try:
+            return etl.plan(params, run_id, etl.open_store(params))
+        except (etl.ParamsError, etl.RunError, etl.StorageError, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from None  # a retry would not fix it
+
+    # Mapped tasks lose their docstring in the UI, hence doc_md.
+    @task(**dag_config.gpu_task_kwargs(), map_index_template="{{ shard_label }}",
+          doc_md="Pull one shard's photos, detect/crop/resize them (GPU when the worker has one), upload the faces.")
+    def crop_shard(shard: dict, params=None, run_id=None) -> dict:
+        from airflow.sdk import get_current_context
+
+        from facecrop_ops import etl
+
+        get_current_context()["shard_label"] = f"shard {shard['shard']} ({shard['photos']} photos)"
+        return etl.crop_shard(params, run_id, shard, etl.open_store(params), workers=dag_config.CPU_WORKERS)
+
+    @task(outlets=[FACE_CSVS])
+    def publish_csvs(shards: list[dict], params=None, run_id=None, outlet_events=None) -> dict:
+        """Rewrite the CSVs to the faces and publish them as assets with per-class miss rates."""
+        from airflow.sdk import Asset
+
+        from facecrop_ops import etl
+
+        result = etl.publish(params, run_id, etl.open_store(params))
+        for csv in result["csvs"]:
+            outlet_events[FACE_CSVS].add(
+                Asset(csv["uri"]),
+                extra={"rows": csv["rows"], "rejected": csv["rejected"], "miss_rate": result["miss_rate"],
+                       "reports": result["reports"]},
+            )
+        return result
+
+    @task
+    def record_metrics(published: dict, params=None, run_id=None) -> dict:
+        """Per-class detection-miss metrics to metrics.json, the log and Airflow metrics."""
+        from facecrop_ops import etl
+
+        return etl.record_metrics(params, run_id, etl.open_store(params))
+
+    @task
+    def check_miss_rates(doc: dict, params=None) -> None:
+        """Fail the run when a class misses more faces than its limit."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from facecrop_ops import etl
+
+        over = etl.check_miss_rates(doc, params.get("miss_rate_limits") or {})
+        if over:
+            raise AirflowFailException("miss-rate limits exceeded: " + "; ".join(over))
+
+    shards = plan()
+    published = publish_csvs(crop_shard.expand(shard=shards))
+    check_miss_rates(record_metrics(published))
+
+
+facecrop_etl()

@@ -1,0 +1,90 @@
+"""The DAG file as the scheduler sees it: parses, wires, retries, pools, params."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facecrop_ops.run_params import parse
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool"})
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag):
+    return dagbag.dags["facecrop_etl"]
+
+
+def test_the_dag_folder_imports_cleanly(dagbag):
+    assert dagbag.import_errors == {}
+    assert list(dagbag.dags) == ["facecrop_etl"]
+
+
+def test_tasks_are_wired_in_pipeline_order(dag):
+    order = {t.task_id: {d.task_id for d in t.downstream_list} for t in dag.tasks}
+    assert order == {
+        "plan": {"crop_shard"},
+        "crop_shard": {"publish_csvs"},
+        "publish_csvs": {"record_metrics"},
+        "record_metrics": {"check_miss_rates"},
+        "check_miss_rates": set(),
+    }
+
+
+def test_every_task_retries_and_only_detection_uses_the_gpu_pool(dag):
+    assert all(t.retries >= 2 for t in dag.tasks)
+    pools = {t.task_id: t.pool for t in dag.tasks}
+    assert pools.pop("crop_shard") == "gpu"
+    assert set(pools.values()) == {"default_pool"}
+
+
+def test_manual_by_default_tags_and_docs(dag):
+    assert dag.schedule is None
+    assert {"facecrop", "etl"} <= set(dag.tags)
+    assert all(f"**{t.task_id}**" in dag.doc_md and t.doc_md for t in dag.tasks)
+
+
+def test_trigger_form_defaults_are_the_reference_settings(dag):
+    defaults = {k: v for k, v in dag.params.dump().items() if v is not None}
+    rp = parse({**defaults, "source_uri": "s3://bucket/data"})
+    assert rp.settings.margins == (30, 30, 60, 30) and rp.settings.thresholds == (0.6, 0.7, 0.7)
+    assert (rp.settings.output_width, rp.settings.output_height) == (210, 280)
+    assert rp.dest == rp.source and rp.path_column == "path" and rp.aws_conn_id == "aws_default"
+
+
+def test_the_form_rejects_what_the_code_rejects(dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    form = copy.deepcopy(dag.params)
+    with pytest.raises(ParamValidationError, match="No value passed"):
+        form.validate()  # source_uri is required
+    form["source_uri"] = "s3://bucket/data"
+    assert form.validate()["min_face_size"] == 20
+    for key, bad in (("source_uri", "bucket/data"), ("min_face_size", 0), ("jpeg_quality", 101),
+                     ("engine", "turbo"), ("thresholds", [0.6, 0.7]), ("miss_rate_limits", {"all": 2})):
+        with pytest.raises(ParamValidationError, match=f"Invalid input for param {key}"):
+            form[key] = bad
+
+
+def test_a_missing_gpu_pool_is_reported_by_airflow(dagbag):
+    warnings = [w.message for w in dagbag.dag_warnings]
+    assert warnings == ["Dag 'facecrop_etl' references non-existent pools: ['gpu']"]
+
+
+def test_parsing_imports_neither_torch_nor_opencv():
+    code = (
+        "import sys; from airflow.dag_processing.dagbag import DagBag; "
+        f"b = DagBag(dag_folder={str(REPO / 'dags')!r}); assert b.dags, b.import_errors; "
+        "print(sorted(m for m in ('torch', 'cv2', 'facenet_pytorch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
