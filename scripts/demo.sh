@@ -1,15 +1,8 @@
 #!/usr/bin/env bash
-# The main job on local sample photos: build a small portrait dataset and crop it with the CLI.
+# The main job on this machine: local S3 (moto's server on 127.0.0.1), a sample dataset of
+# real face photos, SQLite Airflow, `airflow dags test facecrop_etl`. Installs .venv/ first.
+# Extra arguments go to facecrop_ops.local_run (e.g. --people 30 --conf '{"min_face_size": 40}').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-rm -rf .demo && mkdir -p .demo
-.venv/bin/python - <<'PY'
-from pathlib import Path
-from facecrop_ops import samples
-for key, data in samples.dataset(n_people=6, n_eval=6):
-    path = Path(".demo/data") / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-PY
-exec .venv/bin/python -m facecrop_ops crop .demo/data .demo/out "$@"
+exec .venv/bin/python -m facecrop_ops.local_run "$@"
