@@ -7,7 +7,8 @@ crop, resize to 210 x 280) for training a mask / gender / age classifier.
 1. **plan**: check params, list `<source>/<split>/images/`, check the CSVs, pack person
    folders into shards.
 2. **crop_shard** (mapped, pool `gpu`): pull a shard's photos, detect and crop (GPU when
-   the worker has one), upload the faces to `<dest>/<split>/faces/`.
+   the worker has one), upload the faces to `<dest>/<split>/faces/`. Beside it,
+   **watch_gpu_pool** fails the run, naming the fix, if no shard ever gets a pool slot.
 3. **publish_csvs**: merge shard manifests; rewrite each CSV's path column to the faces
    and publish `<dest>/<name>_face.csv` (asset events carry per-class miss rates).
 4. **record_metrics**: per-class images / detected / fallback / errors / miss rate to
@@ -68,6 +69,25 @@ def facecrop_etl():
         get_current_context()["shard_label"] = f"shard {shard['shard']} ({shard['photos']} photos)"
         return etl.crop_shard(params, run_id, shard, etl.open_store(params), workers=dag_config.CPU_WORKERS)
 
+    # Reschedule mode holds no worker slot between pokes; backoff keeps pokes few (5 s, 10 s, ...
+    # up to 5 min) while a missing pool is waited out, and `dags test` waits only 5 s.
+    @task.sensor(mode="reschedule", poke_interval=5, exponential_backoff=True, max_wait=timedelta(minutes=5),
+                 timeout=dag_config.POOL_WAIT_SECONDS + 600)
+    def watch_gpu_pool(shards: list[dict], dag=None, run_id=None, ti=None) -> bool:
+        """Fail with the fix when no shard gets a slot in the gpu pool (e.g. the pool is missing)."""
+        from airflow.sdk import get_current_context, timezone
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from facecrop_ops import etl
+
+        first_poke = ti.get_first_reschedule_date(get_current_context())
+        waited = 0.0 if first_poke is None else (timezone.utcnow() - first_poke).total_seconds()
+        states = ti.get_task_states(dag_id=dag.dag_id, task_ids=["crop_shard"], run_ids=[run_id])
+        try:
+            return etl.gpu_pool_started(states, waited, dag_config.POOL_WAIT_SECONDS, dag_config.GPU_POOL)
+        except etl.RunError as exc:
+            raise AirflowFailException(str(exc)) from None
+
     @task(outlets=[FACE_CSVS])
     def publish_csvs(shards: list[dict], params=None, run_id=None, outlet_events=None) -> dict:
         """Rewrite the CSVs to the faces and publish them as assets with per-class miss rates."""
@@ -103,6 +123,7 @@ def facecrop_etl():
             raise AirflowFailException("miss-rate limits exceeded: " + "; ".join(over))
 
     shards = plan()
+    watch_gpu_pool(shards)
     published = publish_csvs(crop_shard.expand(shard=shards))
     check_miss_rates(record_metrics(published))
 

@@ -15,7 +15,7 @@ SCHEDULE: str | None = os.environ.get("FACECROP_SCHEDULE") or None
 SOURCE_URI: str | None = os.environ.get("FACECROP_SOURCE_URI") or None
 
 # The Airflow pool that bounds how many shards detect at once (one slot per GPU, say).
-# The demo and docker-compose create it; Airflow flags a DAG whose pool is missing.
+# The demo and docker-compose create it; watch_gpu_pool reports it missing (below).
 GPU_POOL: str = os.environ.get("FACECROP_GPU_POOL", "gpu")
 
 # Celery queue served by GPU workers; unset = Airflow's default queue (one-machine installs).
@@ -26,6 +26,10 @@ CPU_WORKERS: int = int(os.environ.get("FACECROP_CPU_WORKERS", "0"))
 
 # Concurrent S3 transfers per task.
 TRANSFER_THREADS: int = int(os.environ.get("FACECROP_TRANSFER_THREADS", "16"))
+
+# Airflow 3.3 does not flag tasks whose pool is missing: they wait in "scheduled" forever.
+# A watcher fails the run, naming the fix, when no shard has started after this long.
+POOL_WAIT_SECONDS: int = int(os.environ.get("FACECROP_POOL_WAIT_SECONDS", "1800"))
 
 # Every task retries; a retried shard redoes only what it has not finished.
 RETRIES: int = int(os.environ.get("FACECROP_RETRIES", "2"))

@@ -21,13 +21,13 @@ from .locations import S3Location, face_rel, parse_s3_uri, published_csv_name, r
 from .manifest import ERROR, ManifestRow
 from .naming import content_type, photo_class
 from .planning import classify, make_shards
-from .progress import Progress
+from .progress import Progress, format_duration
 from .run_params import ParamsError, RunParams, parse
 from .s3io import S3Store, StorageError, client_for
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ParamsError", "RunError", "StorageError", "plan", "crop_shard", "publish", "record_metrics", "check_miss_rates"]
+__all__ = ["ParamsError", "RunError", "StorageError", "gpu_pool_started", "plan", "crop_shard", "publish", "record_metrics", "check_miss_rates"]
 
 
 class RunError(RuntimeError):
@@ -208,6 +208,24 @@ def record_metrics(params: Mapping[str, Any], run_id: str, store: S3Store) -> di
     except ImportError:  # outside Airflow: metrics.json and the log are enough
         pass
     return doc
+
+
+WAITING_STATES = (None, "none", "scheduled")
+
+
+def gpu_pool_started(task_states: Mapping[str, Mapping[str, Any]], waited_s: float, limit_s: float, pool: str) -> bool:
+    """True once any crop_shard instance has left `scheduled` (the pool gave it a slot).
+    After `limit_s` of waiting, raise: with Airflow 3.3 a missing pool is otherwise silent."""
+    states = [state for run in task_states.values() for state in run.values()]
+    if any(state not in WAITING_STATES for state in states):
+        return True
+    if waited_s >= limit_s:
+        raise RunError(
+            f"no crop_shard task has started after {format_duration(waited_s)} waiting in the Airflow pool {pool!r}: "
+            f"the pool is missing or has no free slot. Create it with `airflow pools set {pool} 1 \"GPU workers\"` "
+            "(or set FACECROP_GPU_POOL to an existing pool), then clear this run"
+        )
+    return False
 
 
 def check_miss_rates(doc: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float]) -> list[str]:

@@ -126,3 +126,20 @@ def test_miss_rate_limits():
         "mask1: miss rate 50.0% > limit 40.0%",
         "masked: no such class in this run (classes: normal, mask1, all)",
     ]
+
+
+def test_the_pool_watcher_is_satisfied_once_a_shard_leaves_scheduled():
+    waiting = {RUN: {"crop_shard_0": "scheduled", "crop_shard_1": None}}
+    assert etl.gpu_pool_started(waiting, 10, 1800, "gpu") is False
+    for state in ("queued", "running", "success", "failed", "up_for_retry"):
+        assert etl.gpu_pool_started({RUN: {"crop_shard_0": "scheduled", "crop_shard_1": state}}, 5000, 1800, "gpu")
+
+
+def test_the_pool_watcher_names_the_fix_after_waiting_too_long():
+    with pytest.raises(etl.RunError) as err:
+        etl.gpu_pool_started({RUN: {"crop_shard_0": "scheduled"}}, 1800, 1800, "gpu")
+    assert str(err.value) == (
+        "no crop_shard task has started after 0:30:00 waiting in the Airflow pool 'gpu': the pool is missing or has "
+        'no free slot. Create it with `airflow pools set gpu 1 "GPU workers"` (or set FACECROP_GPU_POOL to an '
+        "existing pool), then clear this run"
+    )
