@@ -101,17 +101,22 @@ class _Cropper:
 
     def _detect(self, decoded: list[_Decoded]) -> list[Detection | None | str]:
         """Detections for the readable photos; if a batch fails, photos are retried alone so
-        only the photo at fault ends as an error (its reason in place of a detection)."""
+        only the photo at fault ends as an error (its reason in place of a detection). When
+        every photo fails alone too, the fault is not the photos' (a broken GPU, say): raise,
+        so the task fails and is retried instead of recording good photos as errors."""
         good = [d for d in decoded if d.rgb is not None]
         try:
             found: list[Detection | None | str] = list(self.detector.detect([d.rgb for d in good]))
-        except Exception:  # noqa: BLE001 - isolate the bad photo below
-            found = []
+        except Exception as batch_error:  # noqa: BLE001 - isolate the bad photo below
+            found, failures = [], 0
             for d in good:
                 try:
                     found.extend(self.detector.detect([d.rgb]))
                 except Exception as exc:  # noqa: BLE001 - recorded in the manifest
+                    failures += 1
                     found.append(f"detection failed: {type(exc).__name__}: {exc}"[:200])
+            if failures == len(good) > 1:
+                raise batch_error
         it = iter(found)
         return [next(it) if d.rgb is not None else None for d in decoded]
 

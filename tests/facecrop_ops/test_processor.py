@@ -108,6 +108,15 @@ def test_a_detector_fault_on_one_photo_costs_only_that_photo(monkeypatch, good):
     assert bad[0].error == "detection failed: RuntimeError: CUDA error: an illegal memory access was encountered"
 
 
+def test_a_detector_that_fails_on_every_photo_fails_the_run(monkeypatch, good):
+    def broken(self, images):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(Detector, "detect", broken)
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        list(crop_photos(good[:4], Settings(device="cpu", workers=1)))
+
+
 def test_bad_settings_stop_before_any_photo_is_touched():
     class Exploding(Photo):
         def read(self):
