@@ -104,14 +104,15 @@ class _Integral:
 
             table = torch.from_numpy(np.stack([cv2.integral(img, sdepth=cv2.CV_32S) for img in batch]))
         else:
-            sums = torch.as_tensor(batch, device=device).to(torch.int32).cumsum(1).cumsum(2)
-            table = torch.nn.functional.pad(sums, (0, 0, 1, 0, 1, 0))
+            pixels = torch.as_tensor(batch, device=device)  # copied to the GPU once per batch
+            self.imgs = pixels.permute(0, 3, 1, 2).float()
+            table = torch.nn.functional.pad(pixels.to(torch.int32).cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
         self.table = table
         self.flat = table.reshape(-1, c)  # (B*(H+1)*(W+1), C): one row per table cell
+        self.height, self.width = h, w
         self.plane = (h + 1) * (w + 1)
         self.width1 = w + 1
         self.device = device
-        self.batch = batch
 
     def _corner(self, images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         cells = images[:, None, None] * self.plane + rows[:, :, None] * self.width1 + cols[:, None, :]
@@ -138,12 +139,12 @@ class _Integral:
     def pyramid_level(self, out_h: int, out_w: int) -> torch.Tensor:
         """`interpolate(imgs, (out_h, out_w), mode="area")` of the whole batch."""
         if self.device.type != "cpu":  # torch's own kernel is fast on a GPU: use it as is
-            imgs = torch.as_tensor(self.batch, device=self.device).permute(0, 3, 1, 2).float()
-            return imresample(imgs, (out_h, out_w))
+            return imresample(self.imgs, (out_h, out_w))
         # Rows then columns, each a `take` of whole table lines: the fastest exact way we found.
         table = self.table.numpy()
-        r0, r1 = (t[0] for t in _bounds(torch.tensor([0]), torch.tensor([table.shape[1] - 1]), out_h))
-        c0, c1 = (t[0] for t in _bounds(torch.tensor([0]), torch.tensor([table.shape[2] - 1]), out_w))
+        zero = torch.zeros(1, dtype=torch.long)
+        r0, r1 = (t[0] for t in _bounds(zero, torch.tensor([self.height]), out_h))
+        c0, c1 = (t[0] for t in _bounds(zero, torch.tensor([self.width]), out_w))
         rows = np.take(table, r1.numpy(), axis=1) - np.take(table, r0.numpy(), axis=1)
         sums = np.take(rows, c1.numpy(), axis=2) - np.take(rows, c0.numpy(), axis=2)
         return _means(torch.from_numpy(sums), r1 - r0, c1 - c0)
