@@ -22,7 +22,7 @@ from .manifest import ERROR, ManifestRow
 from .naming import content_type, photo_class
 from .planning import classify, make_shards
 from .progress import Progress, format_duration
-from .run_params import ParamsError, RunParams, parse
+from .run_params import ParamsError, parse
 from .s3io import S3Store, StorageError, client_for
 
 log = logging.getLogger(__name__)
@@ -46,27 +46,25 @@ def _shard_key(rd: S3Location, index: int, suffix: str) -> str:
     return rd.key(f"shards/{index:05d}{suffix}")
 
 
-def _uri(uri_or_name: str, source: S3Location) -> S3Location:
-    """A CSV given as a URI, or as a name under the dataset root."""
-    return parse_s3_uri(uri_or_name if uri_or_name.startswith("s3://") else source.key_uri(uri_or_name), "csv")
+def _csv_object(uri_or_name: str, source: S3Location) -> tuple[str, str]:
+    """(bucket, key) of a CSV given as a URI, or as a name under the dataset root."""
+    loc = parse_s3_uri(uri_or_name if uri_or_name.startswith("s3://") else source.key_uri(uri_or_name), "csv")
+    return loc.bucket, loc.prefix.rstrip("/")
 
 
 def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[str, int]]:
     """Check params, list the dataset, check the CSVs, write the shard lists; return one small
     dict per shard for the mapped detect task."""
     rp = parse(params)
-    objects = store.list(rp.source, "source_uri")
-    listing = classify(rp.source.rel(o.key) for o in objects)
+    listing = classify(rp.source.rel(key) for key in store.list(rp.source, "source_uri"))
     if not listing.photos:
         raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
     csv_uris = list(rp.csv_uris) or [rp.source.key_uri(name) for name in listing.csvs]
     for uri in csv_uris:
-        loc = _uri(uri, rp.source)
-        key = loc.prefix.rstrip("/")
-        if not store.exists(loc.bucket, key):
+        head = store.get_if_exists(*_csv_object(uri, rp.source), first_bytes=4096)
+        if head is None:
             raise RunError(f"CSV {uri} does not exist: fix csv_uris (or leave it empty for every *.csv under source_uri)")
-        header = csv_rewrite.header_of(store.get_head(loc.bucket, key).decode("utf-8", "replace"))
-        csv_rewrite.check_path_column(header, rp.path_column, uri)
+        csv_rewrite.check_path_column(csv_rewrite.header_of(head.decode("utf-8", "replace")), rp.path_column, uri)
     shards = make_shards(listing.photos, rp.photos_per_shard, rp.max_shards)
     rd = run_dir(rp.dest, run_id)
     for i, keys in enumerate(shards):
@@ -101,8 +99,9 @@ def crop_shard(
     rd = run_dir(rp.dest, run_id)
     index = shard["shard"]
     done_key = _shard_key(rd, index, ".manifest.csv")
-    if store.exists(rd.bucket, done_key):
-        rows = manifest.loads(store.get(rd.bucket, done_key).decode())
+    done = store.get_if_exists(rd.bucket, done_key)
+    if done is not None:
+        rows = manifest.loads(done.decode())
         log.info("shard %d was finished by an earlier try (%d photos): nothing to redo", index, len(rows))
         return _summary(index, rows)
     keys = json.loads(store.get(rd.bucket, _shard_key(rd, index, ".json")))["photos"]
@@ -150,36 +149,32 @@ def _summary(index: int, rows: list[ManifestRow]) -> dict[str, int]:
     return {"shard": index, "photos": m.images, "detected": m.detected, "fallback": m.fallback, "errors": m.errors}
 
 
-def _load_plan(rp: RunParams, run_id: str, store: S3Store) -> tuple[S3Location, dict[str, Any]]:
-    rd = run_dir(rp.dest, run_id)
-    return rd, json.loads(store.get(rd.bucket, rd.key("plan.json")))
-
-
 def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str, Any]:
     """Merge the shard manifests, rewrite every CSV to the faces and publish it; rows whose
     photo was unreadable or not found go to rejects.csv instead."""
     rp = parse(params)
-    rd, plan_doc = _load_plan(rp, run_id, store)
+    rd = run_dir(rp.dest, run_id)
+    plan_doc = json.loads(store.get(rd.bucket, rd.key("plan.json")))
     rows = []
     for index in range(plan_doc["shards"]):
         key = _shard_key(rd, index, ".manifest.csv")
-        if not store.exists(rd.bucket, key):
+        shard_manifest = store.get_if_exists(rd.bucket, key)
+        if shard_manifest is None:
             raise RunError(f"shard {index} has no manifest at s3://{rd.bucket}/{key}: its crop task did not finish")
-        rows.extend(manifest.loads(store.get(rd.bucket, key).decode()))
+        rows.extend(manifest.loads(shard_manifest.decode()))
     store.put_text(rd.bucket, rd.key("manifest.csv"), manifest.dumps(rows))
     by_source = {r.source: r for r in rows}
     rates = {k: v.miss_rate for k, v in metrics.per_class(rows).items()}
     published, rejects = [], []
     for uri in plan_doc["csv_uris"]:
-        loc = _uri(uri, rp.source)
-        key = loc.prefix.rstrip("/")
-        name = key.rsplit("/", 1)[-1]
+        bucket, key = _csv_object(uri, rp.source)
         result = csv_rewrite.rewrite(
-            store.get(loc.bucket, key).decode("utf-8"), csv_name=uri, path_column=rp.path_column,
+            store.get(bucket, key).decode("utf-8"), csv_name=uri, path_column=rp.path_column,
             photos=by_source, images_roots=plan_doc["images_roots"], source=rp.source, dest=rp.dest,
         )
-        out_uri = rp.dest.key_uri(published_csv_name(name))
-        store.put_text(rp.dest.bucket, rp.dest.key(published_csv_name(name)), result.text)
+        out_name = published_csv_name(key.rsplit("/", 1)[-1])
+        out_uri = rp.dest.key_uri(out_name)
+        store.put_text(rp.dest.bucket, rp.dest.key(out_name), result.text)
         rejects.extend(result.rejects)
         published.append({"uri": out_uri, "source": uri, "rows": result.kept, "rejected": len(result.rejects)})
         log.info("published %s: %d rows, %d rejected", out_uri, result.kept, len(result.rejects))
@@ -197,16 +192,13 @@ def record_metrics(params: Mapping[str, Any], run_id: str, store: S3Store) -> di
     doc = metrics.as_json(per_class)
     store.put_text(rd.bucket, rd.key("metrics.json"), json.dumps(doc, indent=2), "application/json")
     log.info("detection per class (metrics in %s):\n%s", rd.key_uri("metrics.json"), metrics.table(per_class))
-    try:
-        from airflow.sdk.observability.stats import Stats
+    from airflow.sdk.observability.stats import Stats  # a no-op unless StatsD/OTel metrics are on
 
-        for name, m in per_class.items():
-            for field in ("images", "detected", "fallback", "errors"):
-                Stats.gauge(f"facecrop.{field}.{name}", getattr(m, field))
-            if m.miss_rate is not None:
-                Stats.gauge(f"facecrop.miss_rate.{name}", m.miss_rate)
-    except ImportError:  # outside Airflow: metrics.json and the log are enough
-        pass
+    for name, m in per_class.items():
+        for field in ("images", "detected", "fallback", "errors"):
+            Stats.gauge(f"facecrop.{field}.{name}", getattr(m, field))
+        if m.miss_rate is not None:
+            Stats.gauge(f"facecrop.miss_rate.{name}", m.miss_rate)
     return doc
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from .locations import S3Location
@@ -30,15 +29,13 @@ def client_for(aws_conn_id: str, threads: int) -> Any:
     return hook.get_conn()
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-    etag: str
+def _code(exc: Exception) -> str:
+    """botocore's error code ("NoSuchKey", "AccessDenied", "404"...); "" for other errors."""
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 def _explain(exc: Exception, bucket: str, what: str) -> StorageError:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    code = _code(exc)
     if code in ("NoSuchBucket",):
         return StorageError(f"bucket {bucket!r} does not exist: check {what} and the connection's endpoint")
     if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -51,13 +48,12 @@ class S3Store:
         self.client = client
         self.threads = threads
 
-    def list(self, loc: S3Location, what: str = "the URI") -> list[ObjectInfo]:
-        """Every object under the location, with sizes and ETags (to notice a changed raw set)."""
+    def list(self, loc: S3Location, what: str = "the URI") -> list[str]:
+        """The key of every object under the location."""
         out = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix):
-                for obj in page.get("Contents", []):
-                    out.append(ObjectInfo(obj["Key"], obj["Size"], obj["ETag"].strip('"')))
+                out.extend(obj["Key"] for obj in page.get("Contents", []))
         except Exception as exc:  # botocore's ClientError and connection errors
             raise _explain(exc, loc.bucket, what) from exc
         return out
@@ -65,18 +61,16 @@ class S3Store:
     def get(self, bucket: str, key: str) -> bytes:
         return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    def get_head(self, bucket: str, key: str, size: int = 4096) -> bytes:
-        """The first bytes of an object (a CSV's header) without downloading all of it."""
-        return self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
-
-    def exists(self, bucket: str, key: str) -> bool:
+    def get_if_exists(self, bucket: str, key: str, first_bytes: int | None = None) -> bytes | None:
+        """The object (or its first bytes, e.g. a CSV's header), or None when there is none:
+        one request where exists() then get() would take two."""
+        extra = {"Range": f"bytes=0-{first_bytes - 1}"} if first_bytes else {}
         try:
-            self.client.head_object(Bucket=bucket, Key=key)
+            return self.client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
             raise
-        return True
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
@@ -99,17 +93,12 @@ class S3Store:
                     on_done(1)
                 yield key, result
 
-    def put_many(self, bucket: str, items: Iterable[tuple[str, bytes, str]], on_done: Callable[[int], None] | None = None) -> int:
+    def put_many(self, bucket: str, items: Iterable[tuple[str, bytes, str]]) -> int:
         """Upload (key, bytes, content type) items concurrently; raises the first failure after
         all finished (the task's retry then redoes the shard)."""
         with ThreadPoolExecutor(self.threads, thread_name_prefix="s3-put") as pool:
             futures = [pool.submit(self.put, bucket, key, data, ctype) for key, data, ctype in items]
-            errors = []
-            for f in futures:
-                if f.exception() is not None:
-                    errors.append(f.exception())
-                elif on_done:
-                    on_done(1)
+            errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
         if errors:
             raise StorageError(f"{len(errors)} of {len(futures)} uploads failed, first: {errors[0]}")
         return len(futures)

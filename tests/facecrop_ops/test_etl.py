@@ -38,7 +38,7 @@ def params(bucket, **extra):
 
 
 def keys(store, bucket, prefix=""):
-    return sorted(o.key for o in store.list(S3Location(bucket, prefix)))
+    return sorted(store.list(S3Location(bucket, prefix)))
 
 
 class Untouchable:
