@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -226,15 +227,10 @@ def _run(chunks: list[Sequence[Photo]], settings: Settings, n_workers: int) -> I
     method = "fork" if resolve_device(settings.device) == "cpu" else "spawn"
     context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(settings,)) as pool:
-        pending: deque[Future[list[CropResult]]] = deque()
+        # Two chunks in flight per worker keeps them busy without holding every photo at once.
         todo = iter(chunks)
-        for chunk in todo:
-            pending.append(pool.submit(_run_chunk, chunk))
-            if len(pending) >= n_workers * 2:
-                break
+        pending = deque(pool.submit(_run_chunk, chunk) for chunk in islice(todo, n_workers * 2))
         while pending:
             part = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(pool.submit(_run_chunk, nxt))
+            pending.extend(pool.submit(_run_chunk, chunk) for chunk in islice(todo, 1))
             yield part
