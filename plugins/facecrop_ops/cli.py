@@ -93,8 +93,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         interpolation=args.interpolation, jpeg_quality=args.jpeg_quality,
         device=args.device, min_face_size=args.min_face_size, thresholds=tuple(args.thresholds),
         factor=args.factor, select_largest=args.select == "largest", engine=args.engine,
-        batch_size=args.batch_size, workers=args.workers, _source="option",
-    ).check()
+        batch_size=args.batch_size, workers=args.workers,
+    ).check("option")
 
 
 def find_photos(src: Path, dst: Path) -> tuple[list[str], list[str], list[str]]:

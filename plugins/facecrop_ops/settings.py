@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 INTERPOLATIONS = ("area", "linear", "cubic", "nearest", "lanczos")
@@ -57,8 +57,6 @@ class Settings:
     # "fast": our exact re-implementation of MTCNN.detect (same crop boxes, ~1.7x faster on
     # CPUs); "facenet": facenet-pytorch's own MTCNN.detect.
     engine: str = "fast"
-    # Not a knob: set by `from_mapping` so errors can cite the user's spelling.
-    _source: str = field(default="setting", repr=False, compare=False)
 
     @property
     def margins(self) -> tuple[int, int, int, int]:
@@ -97,17 +95,18 @@ class Settings:
         need(self.engine in ENGINES, "engine", f"one of {', '.join(ENGINES)}")
         return out
 
-    def check(self) -> Settings:
-        """Raise one SettingsError listing every problem, or return self."""
+    def check(self, source: str = "setting") -> Settings:
+        """Raise one SettingsError listing every problem, or return self. `source` names where
+        the values came from ("option", "param") in the message."""
         problems = self.problems()
         if problems:
-            raise SettingsError(f"bad {self._source}: " + "; ".join(problems), problems)
+            raise SettingsError(f"bad {source}: " + "; ".join(problems), problems)
         return self
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, source: str = "setting") -> Settings:
         """Build from a dict such as DAG params; unknown keys are refused, not ignored."""
-        known = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             problem = f"unknown {source}: {', '.join(unknown)}; known ones are {', '.join(sorted(known))}"
@@ -115,11 +114,11 @@ class Settings:
         kwargs = dict(values)
         if isinstance(kwargs.get("thresholds"), list):
             kwargs["thresholds"] = tuple(kwargs["thresholds"])
-        return cls(**kwargs, _source=source).check()
+        return cls(**kwargs).check(source)
 
     def as_dict(self) -> dict[str, Any]:
         """The knobs as plain JSON values (for manifests, reports and DAG params)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["thresholds"] = list(self.thresholds)
         return out
 
