@@ -118,7 +118,7 @@ def crop_shard(
     settings = replace(rp.settings, workers=workers)
     device = resolve_device(settings.device)
     n_workers = plan_workers(settings, len(photos))
-    log.info("detect on %s%s, %d process(es), engine %s, batch %d", device, _device_name(device),
+    log.info("detect on %s%s, %d process(es) planned, engine %s, batch %d", device, _device_name(device),
              n_workers, settings.engine, settings.batch_size)
     cropped = Progress(len(photos), lambda line: log.info("crop: %s", line))
 

@@ -14,11 +14,15 @@ A photo that cannot be read, or fails on its own, becomes an `error` row; the ba
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -32,6 +36,7 @@ from .manifest import DETECTED, ERROR, FALLBACK, ManifestRow
 from .naming import photo_class
 from .settings import Settings
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Photo:
@@ -179,8 +184,10 @@ class _Cropper:
 _WORKER: _Cropper | None = None
 
 
-def _init_worker(settings: Settings) -> None:
+def _init_worker(settings: Settings, parent: int) -> None:
     import torch
+
+    _die_with(parent)
 
     # First thing in a forked child: a parent that already ran torch ops leaves its OpenMP
     # pool unusable here, and one thread needs no pool. (cv2.setNumThreads would hang in the
@@ -190,9 +197,39 @@ def _init_worker(settings: Settings) -> None:
     _WORKER = _Cropper(settings, threads=1)
 
 
-def _run_chunk(chunk: Sequence[Photo]) -> list[CropResult]:
+def _die_with(parent: int) -> None:
+    """Linux: this worker gets SIGKILL when the process that started it dies (Airflow killed
+    the task, the OOM killer...). Otherwise it would wait forever on a queue that its
+    siblings still hold open, keeping its memory."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _run_chunk(chunk: Sequence[Photo]) -> tuple[int, list[CropResult]]:
     assert _WORKER is not None, "worker not initialised"
-    return [r for part in _WORKER.run([chunk]) for r in part]
+    return os.getpid(), [r for part in _WORKER.run([chunk]) for r in part]
+
+
+@contextmanager
+def _children_allowed() -> Iterator[None]:
+    """Celery's prefork pool marks its workers daemonic, and Airflow's task process, forked
+    from one, inherits the mark; multiprocessing then refuses to start children. The mark
+    guards against orphans: ours are joined before this exits and die with their parent
+    (_die_with), so lift it while the pool lives."""
+    me = multiprocessing.current_process()
+    was = me.daemon
+    me.daemon = False
+    try:
+        yield
+    finally:
+        me.daemon = was
 
 
 def crop_photos(
@@ -215,22 +252,27 @@ def crop_photos(
 
 
 def _run(chunks: list[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:
-    if n_workers <= 1 or multiprocessing.current_process().daemon:
+    if n_workers <= 1:
         cropper = _Cropper(settings, threads=2)
         try:
             yield from cropper.run(chunks)
         finally:
             cropper.close()
+        log.info("detection ran in this process (pid %d)", os.getpid())
         return
     # fork: children start in milliseconds with torch already imported; CUDA is never
     # initialised in this parent (the GPU path above runs in-process), so forking is safe.
     method = "fork" if resolve_device(settings.device) == "cpu" else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(settings,)) as pool:
+    pids: set[int] = set()
+    with _children_allowed(), ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
+                                                  initargs=(settings, os.getpid())) as pool:
         # Two chunks in flight per worker keeps them busy without holding every photo at once.
         todo = iter(chunks)
         pending = deque(pool.submit(_run_chunk, chunk) for chunk in islice(todo, n_workers * 2))
         while pending:
-            part = pending.popleft().result()
+            pid, part = pending.popleft().result()
+            pids.add(pid)
             pending.extend(pool.submit(_run_chunk, chunk) for chunk in islice(todo, 1))
             yield part
+    log.info("detection ran in %d worker process(es) (pids %s)", len(pids), ", ".join(map(str, sorted(pids))))
