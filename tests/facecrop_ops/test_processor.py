@@ -124,3 +124,67 @@ def test_bad_settings_stop_before_any_photo_is_touched():
 
     with pytest.raises(SettingsError, match="batch_size"):
         list(crop_photos([Exploding("a.jpg", "b.jpg")], Settings(batch_size=0)))
+
+
+def _crop_in_a_daemon(photos, queue):
+    """What a Celery prefork worker runs: a daemonic process (Airflow's task process inherits
+    the mark). Reports the processor's log lines and how many faces came back."""
+    import logging
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("facecrop_ops.processor").addHandler(handler)
+    logging.getLogger("facecrop_ops.processor").setLevel(logging.INFO)
+    try:
+        results = list(crop_photos(photos, Settings(device="cpu", batch_size=4, workers=2)))
+        queue.put((lines, sum(r.face is not None for r in results)))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        queue.put(([repr(exc)], 0))
+
+
+def test_a_daemonic_process_still_detects_in_worker_processes(good):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    daemon = ctx.Process(target=_crop_in_a_daemon, args=(good[:24], queue), daemon=True)
+    daemon.start()
+    lines, faces = queue.get(timeout=120)
+    daemon.join(30)
+    assert faces == 24
+    assert any(line.startswith("detection ran in 2 worker process(es)") for line in lines), lines
+
+
+def _start_pool_then_hang(photos, queue):
+    import os
+    import time
+
+    from facecrop_ops import processor
+
+    results = processor._run([photos[:4], photos[4:8]], Settings(device="cpu", batch_size=4), 2)
+    next(results)  # the pool is up; report its workers and wait to be killed
+    import psutil
+
+    queue.put([c.pid for c in psutil.Process(os.getpid()).children()])
+    time.sleep(600)
+
+
+def test_worker_processes_die_with_the_task_process(good):
+    """A task process killed by Airflow or the OOM killer leaves no detector behind."""
+    import multiprocessing
+    import os
+    import signal
+
+    import psutil
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    task = ctx.Process(target=_start_pool_then_hang, args=(good, queue))
+    task.start()
+    workers = queue.get(timeout=120)
+    assert len(workers) == 2 and all(psutil.pid_exists(pid) for pid in workers)
+    os.kill(task.pid, signal.SIGKILL)
+    task.join(10)
+    gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in workers if psutil.pid_exists(pid)], timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
