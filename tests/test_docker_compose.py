@@ -1,4 +1,5 @@
-"""docker-compose.yaml, checked without a Docker engine: schema, wiring, secrets, setup."""
+"""docker-compose.yaml, checked without a Docker engine: schema, wiring, secrets, setup.
+tests/deploy starts the same Airflow services with the file's settings."""
 
 import json
 import re
@@ -8,7 +9,11 @@ import jsonschema
 import pytest
 import yaml
 
+from facecrop_ops.compose import ComposeError, airflow_services
+
 REPO = Path(__file__).resolve().parents[1]
+# What README tells people to put in .env.
+ENV_FILE = {"FACECROP_S3_SECRET_KEY": "s3", "POSTGRES_PASSWORD": "pg", "AIRFLOW_JWT_SECRET": "jwt", "AIRFLOW_API_SECRET_KEY": "api"}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +31,8 @@ def test_every_dependency_names_a_service_and_the_image_builds_from_our_requirem
     for name, svc in services.items():
         for dep in svc.get("depends_on", {}):
             assert dep in services, f"{name} depends on unknown {dep}"
-    dockerfile = REPO / services["airflow-scheduler"]["build"]["dockerfile"]
-    assert "requirements.txt" in dockerfile.read_text()
+    dockerfile = (REPO / services["airflow-scheduler"]["build"]["dockerfile"]).read_text()
+    assert "requirements.txt" in dockerfile and "requirements-dev" not in dockerfile  # the image carries what runs
     assert {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
             "airflow-worker", "airflow-worker-gpu", "minio", "postgres", "redis"} <= set(services)
 
@@ -44,11 +49,47 @@ def test_s3_is_minio_through_the_airflow_connection(compose):
     assert '"endpoint_url": "http://minio:9000"' in env["AIRFLOW_CONN_AWS_DEFAULT"]
 
 
-def test_gpu_worker_is_optional_and_takes_a_gpu(compose):
-    gpu = compose["services"]["airflow-worker-gpu"]
-    assert gpu["profiles"] == ["gpu"]
-    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
-    assert "--queues" in gpu["command"]
+def test_gpu_worker_is_optional_takes_a_gpu_and_serves_the_queue_detection_is_routed_to(compose):
+    assert compose["services"]["airflow-worker-gpu"]["profiles"] == ["gpu"]
+    devices = compose["services"]["airflow-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    services = airflow_services(compose, {**ENV_FILE, "FACECROP_GPU_QUEUE": "gpu"}, profiles=("gpu",))
+    gpu = services["airflow-worker-gpu"]
+    assert gpu.command[gpu.command.index("--queues") + 1] == services["airflow-scheduler"].environment["FACECROP_GPU_QUEUE"]
+    assert "airflow-worker-gpu" not in airflow_services(compose, ENV_FILE)
+
+
+def test_the_file_refuses_to_start_without_each_secret_of_the_env_file(compose):
+    for name in ENV_FILE:
+        with pytest.raises(ComposeError, match=f"set {name} in .env"):
+            airflow_services(compose, {k: v for k, v in ENV_FILE.items() if k != name})
+
+
+def test_every_airflow_container_shares_one_jwt_secret_and_api_secret_key(compose):
+    """Otherwise each makes up its own and every task fails with "Invalid auth token"."""
+    services = airflow_services(compose, ENV_FILE, profiles=("gpu",))
+    assert len(services) == 7
+    for svc in services.values():
+        assert svc.environment["AIRFLOW__API_AUTH__JWT_SECRET"] == "jwt"
+        assert svc.environment["AIRFLOW__API__SECRET_KEY"] == "api"
+
+
+def test_metadata_db_and_celery_results_use_the_installed_psycopg2(compose):
+    env = airflow_services(compose, ENV_FILE)["airflow-worker"].environment
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://airflow:pg@postgres/airflow"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://airflow:pg@postgres/airflow"
+    assert "psycopg2-binary" in (REPO / "requirements.txt").read_text()
+
+
+def test_minio_health_is_checked_with_its_own_client(compose):
+    assert compose["services"]["minio"]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+
+
+def test_the_api_server_reads_what_workers_log_from_one_shared_volume(compose):
+    assert "airflow-logs" in compose["volumes"]
+    for name, svc in compose["services"].items():
+        if name.startswith("airflow-"):
+            assert "airflow-logs:/opt/airflow/logs" in svc["volumes"], name
 
 
 def test_no_secret_is_written_in_the_file(compose):
