@@ -8,7 +8,8 @@ crop, resize to 210 x 280) for training a mask / gender / age classifier.
    folders into shards.
 2. **crop_shard** (mapped, pool `gpu`): pull a shard's photos, detect and crop (GPU when
    the worker has one), upload the faces to `<dest>/<split>/faces/`. Beside it,
-   **watch_gpu_pool** fails the run, naming the fix, if no shard ever gets a pool slot.
+   **watch_gpu_pool** fails a try, naming the fix, while no shard gets a `gpu` pool slot;
+   it succeeds once one has started.
 3. **publish_csvs**: merge shard manifests; rewrite each CSV's path column to the faces
    and publish `<dest>/<name>_face.csv` (asset events carry per-class miss rates).
 4. **record_metrics**: per-class images / detected / fallback / errors / miss rate to
@@ -36,6 +37,7 @@ FACE_CSVS = AssetAlias("facecrop_face_csvs")
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(seconds=dag_config.RUN_TIMEOUT_SECONDS),
     params=dag_params.build(),
     tags=["facecrop", "etl", "computer-vision", "s3"],
     doc_md=__doc__,
@@ -70,23 +72,22 @@ def facecrop_etl():
         return etl.crop_shard(params, run_id, shard, etl.open_store(params), workers=dag_config.CPU_WORKERS)
 
     # Reschedule mode holds no worker slot between pokes; backoff keeps pokes few (5 s, 10 s, ...
-    # up to 5 min) while a missing pool is waited out, and `dags test` waits only 5 s.
+    # up to 5 min). Each try fails after POOL_WAIT_SECONDS more of waiting, which is how the UI
+    # shows the problem; the next try succeeds as soon as a shard has started.
     @task.sensor(mode="reschedule", poke_interval=5, exponential_backoff=True, max_wait=timedelta(minutes=5),
-                 timeout=dag_config.POOL_WAIT_SECONDS + 600)
+                 timeout=dag_config.RUN_TIMEOUT_SECONDS + dag_config.POOL_WAIT_SECONDS,
+                 retries=dag_config.pool_watch_retries(), retry_delay=timedelta(seconds=5))
     def watch_gpu_pool(shards: list[dict], dag=None, run_id=None, ti=None) -> bool:
-        """Fail with the fix when no shard gets a slot in the gpu pool (e.g. the pool is missing)."""
+        """Report shards left waiting for the gpu pool (e.g. it is missing), naming the fix."""
         from airflow.sdk import get_current_context, timezone
-        from airflow.sdk.exceptions import AirflowFailException
 
         from facecrop_ops import etl
 
         first_poke = ti.get_first_reschedule_date(get_current_context())
         waited = 0.0 if first_poke is None else (timezone.utcnow() - first_poke).total_seconds()
+        attempt = ti.try_number - (ti.max_tries - ti.task.retries)  # 1, 2... since the run was (re)started
         states = ti.get_task_states(dag_id=dag.dag_id, task_ids=["crop_shard"], run_ids=[run_id])
-        try:
-            return etl.gpu_pool_started(states, waited, dag_config.POOL_WAIT_SECONDS, dag_config.GPU_POOL)
-        except etl.RunError as exc:
-            raise AirflowFailException(str(exc)) from None
+        return etl.gpu_pool_started(states, waited, attempt * dag_config.POOL_WAIT_SECONDS, dag_config.GPU_POOL)
 
     @task(outlets=[FACE_CSVS])
     def publish_csvs(shards: list[dict], params=None, run_id=None, outlet_events=None) -> dict:

@@ -28,12 +28,22 @@ CPU_WORKERS: int = int(os.environ.get("FACECROP_CPU_WORKERS", "0"))
 TRANSFER_THREADS: int = int(os.environ.get("FACECROP_TRANSFER_THREADS", "16"))
 
 # Airflow 3.3 does not flag tasks whose pool is missing: they wait in "scheduled" forever.
-# A watcher fails the run, naming the fix, when no shard has started after this long.
+# A watcher fails a try, naming the fix, each time no shard has started for this long more;
+# it retries until a shard starts (then the run goes on by itself) or the run times out.
 POOL_WAIT_SECONDS: int = int(os.environ.get("FACECROP_POOL_WAIT_SECONDS", "1800"))
+
+# A run still going after this long is failed by the scheduler (its waiting tasks skipped):
+# a run that cannot produce its data (a pool that never appears, a hung worker) ends.
+RUN_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_RUN_TIMEOUT_SECONDS", str(24 * 3600)))
 
 # Every task retries; a retried shard redoes only what it has not finished.
 RETRIES: int = int(os.environ.get("FACECROP_RETRIES", "2"))
 RETRY_DELAY_SECONDS: int = int(os.environ.get("FACECROP_RETRY_DELAY_SECONDS", "30"))
+
+
+def pool_watch_retries() -> int:
+    """Enough tries of POOL_WAIT_SECONDS each that the watcher outlasts the run."""
+    return -(-RUN_TIMEOUT_SECONDS // POOL_WAIT_SECONDS) + 1
 
 
 def gpu_task_kwargs() -> dict[str, str]:

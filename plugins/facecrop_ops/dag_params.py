@@ -31,18 +31,20 @@ def build() -> dict[str, Param]:
     d = DEFAULTS
     source: dict[str, Any] = {"default": dag_config.SOURCE_URI} if dag_config.SOURCE_URI else {}
     return {
+        # The two URIs sit above the sections, which the form shows collapsed.
         "source_uri": Param(
-            **source, type="string", pattern=r"^s3://[a-z0-9][a-z0-9.\-]+[a-z0-9](/.*)?$", section=RUN,
+            **source, type="string", pattern=r"^s3://[a-z0-9][a-z0-9.\-]+[a-z0-9](/.*)?$",
             title="Dataset root (S3 URI)",
             description="Every <split>/images/ folder below it is cropped, e.g. s3://bucket/masks/ with train/images/ and eval/images/.",
         ),
+        # Optional fields allow null: the form marks every other typed field as required.
         "dest_uri": Param(
-            "", type="string", pattern=r"^(s3://[a-z0-9][a-z0-9.\-]+[a-z0-9](/.*)?)?$", section=RUN,
+            None, type=["null", "string"], pattern=r"^(s3://[a-z0-9][a-z0-9.\-]+[a-z0-9](/.*)?)?$",
             title="Output root (S3 URI)",
             description="Faces go to <dest>/<split>/faces/, CSVs to <dest>/<name>_face.csv, reports to <dest>/_facecrop/runs/<run_id>/. Empty: the dataset root.",
         ),
         "csv_uris": Param(
-            [], type="array", items={"type": "string"}, section=RUN, title="CSVs to rewrite",
+            None, type=["null", "array"], items={"type": "string"}, section=RUN, title="CSVs to rewrite",
             description="S3 URIs (or names under the dataset root) of CSVs with photo paths. Empty: every *.csv directly under the dataset root.",
         ),
         "path_column": Param("path", type="string", minLength=1, section=RUN, title="Path column",

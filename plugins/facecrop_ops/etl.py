@@ -215,7 +215,8 @@ def gpu_pool_started(task_states: Mapping[str, Mapping[str, Any]], waited_s: flo
         raise RunError(
             f"no crop_shard task has started after {format_duration(waited_s)} waiting in the Airflow pool {pool!r}: "
             f"the pool is missing or has no free slot. Create it with `airflow pools set {pool} 1 \"GPU workers\"` "
-            "(or set FACECROP_GPU_POOL to an existing pool), then clear this run"
+            "(or in the UI: Admin > Pools), or set FACECROP_GPU_POOL to an existing pool. The run goes on by itself "
+            "once a shard starts; this check retries until then"
         )
     return False
 

@@ -60,6 +60,14 @@ def test_trigger_form_defaults_are_the_reference_settings(dag):
     assert rp.settings.margins == (30, 30, 60, 30) and rp.settings.thresholds == (0.6, 0.7, 0.7)
     assert (rp.settings.output_width, rp.settings.output_height) == (210, 280)
     assert rp.dest == rp.source and rp.path_column == "path" and rp.aws_conn_id == "aws_default"
+    assert rp.csv_uris == ()
+
+
+def test_optional_fields_are_not_marked_required_in_the_form(dag):
+    """The UI marks a typed field required unless its type allows null."""
+    types = {k: dag.params.get_param(k).schema.get("type") for k in dag.params}
+    optional = {k for k, t in types.items() if "null" in (t if isinstance(t, list) else [t])}
+    assert optional == {"dest_uri", "csv_uris"}
 
 
 def test_the_form_rejects_what_the_code_rejects(dag):
@@ -78,11 +86,15 @@ def test_the_form_rejects_what_the_code_rejects(dag):
 
 def test_a_watcher_reports_a_missing_gpu_pool_without_holding_a_worker(dag):
     # Airflow 3.3 neither flags a missing pool in the UI nor fails its tasks: they wait in
-    # "scheduled" forever. The watcher pokes in reschedule mode beside the shards.
+    # "scheduled" forever. The watcher pokes in reschedule mode beside the shards, fails a try
+    # every 30 min of waiting, and keeps retrying until the run times out, so a pool created
+    # late still lets the run succeed.
     watcher = dag.get_task("watch_gpu_pool")
     assert watcher.mode == "reschedule" and watcher.exponential_backoff
     assert watcher.pool == "default_pool"
-    assert watcher.timeout > 1800
+    run_timeout = dag.dagrun_timeout.total_seconds()
+    assert run_timeout == 24 * 3600
+    assert watcher.retries * 1800 >= run_timeout and watcher.timeout > run_timeout
 
 
 def test_parsing_imports_neither_torch_nor_opencv():

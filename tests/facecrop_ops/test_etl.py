@@ -140,6 +140,6 @@ def test_the_pool_watcher_names_the_fix_after_waiting_too_long():
         etl.gpu_pool_started({RUN: {"crop_shard_0": "scheduled"}}, 1800, 1800, "gpu")
     assert str(err.value) == (
         "no crop_shard task has started after 0:30:00 waiting in the Airflow pool 'gpu': the pool is missing or has "
-        'no free slot. Create it with `airflow pools set gpu 1 "GPU workers"` (or set FACECROP_GPU_POOL to an '
-        "existing pool), then clear this run"
+        'no free slot. Create it with `airflow pools set gpu 1 "GPU workers"` (or in the UI: Admin > Pools), or set '
+        "FACECROP_GPU_POOL to an existing pool. The run goes on by itself once a shard starts; this check retries until then"
     )
