@@ -1,0 +1,51 @@
+"""Headless Chromium for UI and report tests: Debian's chromium and chromedriver, installed
+with apt-get when missing, driven by Selenium. Nothing is downloaded by Selenium itself."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from facecrop_ops.local_services import CannotInstall, ensure_debian_packages
+
+REPO = Path(__file__).resolve().parents[1]
+# Screenshots and pages the tests keep for people to look at (not committed).
+ARTIFACTS = Path(os.environ.get("FACECROP_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+# No background networking: this machine's network is closed and Chromium would keep trying.
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1400,1600")
+
+
+@contextmanager
+def chromium() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    try:
+        ensure_debian_packages({"chromium": "chromium", "chromedriver": "chromium-driver"})
+    except CannotInstall as exc:
+        pytest.skip(f"no headless browser: {exc}")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in FLAGS:
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="facecrop-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name

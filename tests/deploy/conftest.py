@@ -1,0 +1,86 @@
+"""One deployed Airflow for the deployment tests: PostgreSQL, Redis, moto's S3, and the
+compose file's API server, scheduler, DAG processor and Celery workers (default and `gpu`
+queues), all on 127.0.0.1 with docker-compose.yaml's settings (facecrop_ops.local_deploy)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import pytest
+
+from facecrop_ops import manifest, metrics, samples
+from facecrop_ops.local_deploy import DATASET_BUCKET, DATASET_PREFIX, DAG_ID, deployed_airflow
+from facecrop_ops.local_services import CannotInstall, ensure_debian_packages
+from facecrop_ops.locations import safe_run_id
+
+SOURCE = f"s3://{DATASET_BUCKET}/{DATASET_PREFIX}"
+# Deployment settings of this stack, as a user would put them in .env: detection on the gpu
+# queue, a daily schedule, and short waits so the missing-pool cases finish in a test.
+POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS = 10, 120
+SETTINGS = {
+    "FACECROP_GPU_QUEUE": "gpu",
+    "FACECROP_SCHEDULE": "@daily",
+    "FACECROP_POOL_WAIT_SECONDS": str(POOL_WAIT_SECONDS),
+    "FACECROP_RUN_TIMEOUT_SECONDS": str(RUN_TIMEOUT_SECONDS),
+}
+# samples.dataset(3, 3): 25 photos (2 unreadable), train_data.csv with 21 rows, test_data.csv with 3.
+PHOTOS, GOOD_PHOTOS, CSV_ROWS = 25, 23, {"train_face.csv": 20, "test_face.csv": 3}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    try:
+        ensure_debian_packages({"/usr/lib/postgresql/*/bin/postgres": "postgresql", "redis-server": "redis-server"})
+    except CannotInstall as exc:
+        pytest.skip(f"cannot start a deployment here: {exc}")
+    workdir = tmp_path_factory.mktemp("deployment")
+    with deployed_airflow(workdir, settings=SETTINGS, dataset=samples.dataset(3, 3)) as running:
+        yield running
+        processes = list(running.processes)
+    assert not [p.name for p in processes if p.alive()], "a service outlived the deployment"
+
+
+def wait_for(check, what: str, timeout: float, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def task_states(api, run_id: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ti in api.task_instances(DAG_ID, run_id):
+        out.setdefault(ti["task_id"], []).append(ti["state"])
+    return out
+
+
+def assert_cropped(stack, dest_uri: str, run_id: str) -> dict:
+    """What a user checks after a run: a face per readable photo, CSVs pointing at faces
+    that exist, metrics equal to the manifest. Returns the run's metrics."""
+    bucket, prefix = dest_uri[len("s3://"):].split("/", 1)
+    client = stack.s3.client()
+    keys = {o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])}
+
+    def body(key: str) -> bytes:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    reports = f"{prefix}_facecrop/runs/{safe_run_id(run_id)}/"
+    rows = manifest.loads(body(reports + "manifest.csv").decode())
+    good = [r for r in rows if r.status != "error"]
+    assert len(rows) == PHOTOS and len(good) == GOOD_PHOTOS
+    assert {k for k in keys if "/faces/" in k} == {prefix + r.output for r in good}
+    for name, count in CSV_ROWS.items():
+        published = list(csv.DictReader(io.StringIO(body(prefix + name).decode())))
+        assert len(published) == count
+        assert all(prefix + row["path"] in keys and "/faces/" in row["path"] for row in published)
+    doc = json.loads(body(reports + "metrics.json"))
+    assert doc == metrics.as_json(metrics.per_class(rows))
+    return doc

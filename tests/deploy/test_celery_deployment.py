@@ -1,0 +1,85 @@
+"""The DAG where users run it: a scheduler, the REST API, Celery workers on their queues,
+PostgreSQL, and a `gpu` pool that may be missing."""
+
+import re
+import time
+
+from facecrop_ops.local_deploy import DAG_ID
+
+from .conftest import POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS, SOURCE, assert_cropped, task_states, wait_for
+
+
+def test_the_scheduler_starts_a_scheduled_run_by_itself(stack):
+    api = stack.api()
+    api.set_paused(DAG_ID, False)  # as a user does once; the @daily schedule then runs the latest day
+    scheduled = wait_for(lambda: [r for r in api.dag_runs(DAG_ID) if r["run_type"] == "scheduled"], "a scheduled run", 60)
+    run = api.wait_for_run(DAG_ID, scheduled[0]["dag_run_id"], 240, alive=stack.check_alive)
+    assert run["state"] == "success"
+    assert run["conf"] in ({}, None)  # its params are the defaults: FACECROP_SOURCE_URI, dest = source
+    assert_cropped(stack, SOURCE, run["dag_run_id"])
+
+
+def test_a_run_triggered_through_the_rest_api_detects_on_the_gpu_queue_in_worker_processes(stack):
+    api = stack.api()
+    api.set_paused(DAG_ID, False)
+    dest = "s3://facecrop/rest-api/"
+    run_id = api.trigger(DAG_ID, {"source_uri": SOURCE, "dest_uri": dest})
+    assert api.wait_for_run(DAG_ID, run_id, 240, alive=stack.check_alive)["state"] == "success"
+    queues = {(ti["task_id"], ti["queue"]) for ti in api.task_instances(DAG_ID, run_id)}
+    assert {t for t, q in queues if q == "gpu"} == {"crop_shard"}
+    assert {t for t, q in queues if q == "default"} == {"plan", "watch_gpu_pool", "publish_csvs", "record_metrics", "check_miss_rates"}
+    # Each worker ran what its queue holds (their own logs say which task they executed).
+    gpu_worker = stack.process("airflow-worker-gpu").log_tail(10**7)
+    cpu_worker = stack.process("airflow-worker").log_tail(10**7)
+    assert f"run_id={run_id}/task_id=crop_shard" in gpu_worker and f"run_id={run_id}/task_id=plan" not in gpu_worker
+    assert f"run_id={run_id}/task_id=plan" in cpu_worker and f"run_id={run_id}/task_id=crop_shard" not in cpu_worker
+    # Under Celery's daemonic prefork workers, detection still uses a process per core.
+    log = api.task_log(DAG_ID, run_id, "crop_shard", map_index=0)
+    assert re.search(r"detection ran in 2 worker process\(es\) \(pids \d+, \d+\)", log), log[-2000:]
+    assert_cropped(stack, dest, run_id)
+
+
+def test_a_missing_pool_is_reported_with_the_fix_and_the_run_goes_on_once_it_exists(stack):
+    api = stack.api()
+    api.set_paused(DAG_ID, False)
+    dest = "s3://facecrop/late-pool/"
+    api.delete("/pools/gpu")
+    try:
+        started = time.monotonic()
+        run_id = api.trigger(DAG_ID, {"source_uri": SOURCE, "dest_uri": dest})
+
+        def reported():
+            watcher = next(ti for ti in api.task_instances(DAG_ID, run_id) if ti["task_id"] == "watch_gpu_pool")
+            return watcher["try_number"] >= 2 or watcher["state"] == "up_for_retry"
+
+        wait_for(reported, "the pool watcher to report", POOL_WAIT_SECONDS + 120)
+        reported_after = time.monotonic() - started
+        assert set(task_states(api, run_id)["crop_shard"]) == {"scheduled"}
+        message = api.task_log(DAG_ID, run_id, "watch_gpu_pool", try_number=1)
+        assert "waiting in the Airflow pool 'gpu'" in message and 'airflow pools set gpu 1 "GPU workers"' in message
+    finally:
+        api.set_pool("gpu", 1, "GPU workers")
+    # Documented: within FACECROP_POOL_WAIT_SECONDS plus the sensor's backoff (at most 5 min).
+    assert reported_after < POOL_WAIT_SECONDS + 60
+    run = api.wait_for_run(DAG_ID, run_id, 240, alive=stack.check_alive)
+    assert run["state"] == "success", task_states(api, run_id)  # no clearing by hand
+    assert task_states(api, run_id)["watch_gpu_pool"] == ["success"]
+    assert_cropped(stack, dest, run_id)
+
+
+def test_a_run_that_never_gets_a_pool_slot_ends_failed_at_the_run_timeout(stack):
+    api = stack.api()
+    api.set_paused(DAG_ID, False)
+    dest = "s3://facecrop/no-pool/"
+    api.delete("/pools/gpu")
+    try:
+        run_id = api.trigger(DAG_ID, {"source_uri": SOURCE, "dest_uri": dest})
+        run = api.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT_SECONDS + 120, alive=stack.check_alive)
+    finally:
+        api.set_pool("gpu", 1, "GPU workers")
+    assert run["state"] == "failed"
+    states = task_states(api, run_id)
+    assert states["plan"] == ["success"] and set(states["crop_shard"]) == {"skipped"}
+    assert states["publish_csvs"] == ["skipped"] and states["watch_gpu_pool"] == ["skipped"]
+    client = stack.s3.client()
+    assert not client.list_objects_v2(Bucket="facecrop", Prefix="no-pool/train_face.csv").get("KeyCount")
