@@ -7,6 +7,7 @@ them in the scheduler's and workers' environment, e.g. in docker-compose.yaml.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # Cron expression or preset ("@daily") for scheduled runs; unset = manual runs only.
 SCHEDULE: str | None = os.environ.get("FACECROP_SCHEDULE") or None
@@ -20,6 +21,9 @@ GPU_POOL: str = os.environ.get("FACECROP_GPU_POOL", "gpu")
 
 # Celery queue served by GPU workers; unset = Airflow's default queue (one-machine installs).
 GPU_QUEUE: str | None = os.environ.get("FACECROP_GPU_QUEUE") or None
+
+# KubernetesExecutor: a pod template file (requesting the GPU) for the detect task's pods.
+GPU_POD_TEMPLATE: str | None = os.environ.get("FACECROP_GPU_POD_TEMPLATE") or None
 
 # Processes per detect task on a CPU worker; 0 = one per core. A GPU worker uses one.
 CPU_WORKERS: int = int(os.environ.get("FACECROP_CPU_WORKERS", "0"))
@@ -46,6 +50,12 @@ def pool_watch_retries() -> int:
     return -(-RUN_TIMEOUT_SECONDS // POOL_WAIT_SECONDS) + 1
 
 
-def gpu_task_kwargs() -> dict[str, str]:
-    """Pool always; queue only when configured, so a single-machine install needs nothing."""
-    return {"pool": GPU_POOL, **({"queue": GPU_QUEUE} if GPU_QUEUE else {})}
+def gpu_task_kwargs() -> dict[str, Any]:
+    """Pool always; queue and pod template only when configured, so a single-machine install
+    needs nothing."""
+    kwargs: dict[str, Any] = {"pool": GPU_POOL}
+    if GPU_QUEUE:
+        kwargs["queue"] = GPU_QUEUE
+    if GPU_POD_TEMPLATE:
+        kwargs["executor_config"] = {"pod_template_file": GPU_POD_TEMPLATE}
+    return kwargs

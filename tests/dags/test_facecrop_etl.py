@@ -105,3 +105,21 @@ def test_parsing_imports_neither_torch_nor_opencv():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_deployment_settings_route_detection_to_gpu_workers_and_pods(tmp_path):
+    """FACECROP_GPU_QUEUE (Celery) and FACECROP_GPU_POD_TEMPLATE (Kubernetes) reach only the detect task."""
+    import json
+    import os
+
+    code = (
+        "import json; from airflow.dag_processing.dagbag import DagBag; "
+        f"d = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['facecrop_etl']; "
+        "print(json.dumps({t.task_id: [t.queue, t.executor_config] for t in d.tasks}))"
+    )
+    env = {**os.environ, "FACECROP_GPU_QUEUE": "gpu", "FACECROP_GPU_POD_TEMPLATE": "/pods/gpu.yaml"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    tasks = json.loads(out.stdout.strip().splitlines()[-1])
+    assert tasks.pop("crop_shard") == ["gpu", {"pod_template_file": "/pods/gpu.yaml"}]
+    assert {queue for queue, _ in tasks.values()} == {"default"}
+    assert all(not config for _, config in tasks.values())
