@@ -13,10 +13,12 @@ crop, resize to 210 x 280) for training a mask / gender / age classifier.
 3. **publish_csvs**: merge shard manifests; rewrite each CSV's path column to the faces
    and publish `<dest>/<name>_face.csv` (asset events carry per-class miss rates).
 4. **record_metrics**: per-class images / detected / fallback / errors / miss rate to
-   `metrics.json`, the task log and Airflow metrics (`facecrop.miss_rate.<class>`).
-5. **check_miss_rates**: fail the run when a class is over its `miss_rate_limits`.
+   `metrics.json`, `<dest>/_facecrop/history.csv` (every run), the review page `report.html`,
+   the task log and Airflow metrics (`facecrop.miss_rate.<class>`).
+5. **check_miss_rates**: fail the run when a class is over its `miss_rate_limits`, naming the
+   classes, their rates and the review page.
 
-Reports: `<dest>/_facecrop/runs/<run_id>/` (plan, manifest, rejects, metrics).
+Reports: `<dest>/_facecrop/runs/<run_id>/` (plan, manifest, rejects, metrics, report.html).
 All logic lives in `plugins/facecrop_ops`; this file only wires it.
 """
 
@@ -26,7 +28,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import AssetAlias, dag, task
 
-from facecrop_ops import dag_config, dag_params
+from facecrop_ops import alerts, dag_config, dag_params
 
 FACE_CSVS = AssetAlias("facecrop_face_csvs")
 
@@ -45,6 +47,7 @@ FACE_CSVS = AssetAlias("facecrop_face_csvs")
         "owner": "facecrop",
         "retries": dag_config.RETRIES,
         "retry_delay": timedelta(seconds=dag_config.RETRY_DELAY_SECONDS),
+        "on_failure_callback": alerts.notifiers("failed"),  # mail when FACECROP_ALERT_EMAIL is set
     },
 )
 def facecrop_etl():
@@ -76,7 +79,8 @@ def facecrop_etl():
     # shows the problem; the next try succeeds as soon as a shard has started.
     @task.sensor(mode="reschedule", poke_interval=5, exponential_backoff=True, max_wait=timedelta(minutes=5),
                  timeout=dag_config.RUN_TIMEOUT_SECONDS + dag_config.POOL_WAIT_SECONDS,
-                 retries=dag_config.pool_watch_retries(), retry_delay=timedelta(seconds=5))
+                 retries=dag_config.pool_watch_retries(), retry_delay=timedelta(seconds=5),
+                 on_retry_callback=alerts.notifiers("reports shards waiting for the gpu pool"))
     def watch_gpu_pool(shards: list[dict], dag=None, run_id=None, ti=None) -> bool:
         """Report shards left waiting for the gpu pool (e.g. it is missing), naming the fix."""
         from airflow.sdk import get_current_context, timezone
@@ -101,16 +105,17 @@ def facecrop_etl():
             outlet_events[FACE_CSVS].add(
                 Asset(csv["uri"]),
                 extra={"rows": csv["rows"], "rejected": csv["rejected"], "miss_rate": result["miss_rate"],
-                       "reports": result["reports"]},
+                       "reports": result["reports"], "report": result["report"]},
             )
         return result
 
     @task
-    def record_metrics(published: dict, params=None, run_id=None) -> dict:
-        """Per-class detection-miss metrics to metrics.json, the log and Airflow metrics."""
+    def record_metrics(published: dict, params=None, run_id=None, dag_run=None) -> dict:
+        """Per-class detection-miss metrics to metrics.json, history.csv, the review page, the log and Airflow metrics."""
         from facecrop_ops import etl
 
-        return etl.record_metrics(params, run_id, etl.open_store(params))
+        return etl.record_metrics(params, run_id, etl.open_store(params), run_after=dag_run.run_after,
+                                  logical_date=dag_run.logical_date)
 
     @task
     def check_miss_rates(doc: dict, params=None) -> None:
@@ -119,9 +124,9 @@ def facecrop_etl():
 
         from facecrop_ops import etl
 
-        over = etl.check_miss_rates(doc, params.get("miss_rate_limits") or {})
-        if over:
-            raise AirflowFailException("miss-rate limits exceeded: " + "; ".join(over))
+        alert = etl.check_miss_rates(doc, params.get("miss_rate_limits") or {})
+        if alert:
+            raise AirflowFailException(alert)
 
     shards = plan()
     watch_gpu_pool(shards)

@@ -40,6 +40,13 @@ POOL_WAIT_SECONDS: int = int(os.environ.get("FACECROP_POOL_WAIT_SECONDS", "1800"
 # a run that cannot produce its data (a pool that never appears, a hung worker) ends.
 RUN_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_RUN_TIMEOUT_SECONDS", str(24 * 3600)))
 
+# Failure alerts by mail, through Airflow's SMTP notifier and an `smtp` connection (host,
+# port, login): comma-separated addresses; unset = no mail. The sender defaults to the
+# connection's from_email.
+ALERT_EMAILS: tuple[str, ...] = tuple(a.strip() for a in os.environ.get("FACECROP_ALERT_EMAIL", "").split(",") if a.strip())
+ALERT_SMTP_CONN_ID: str = os.environ.get("FACECROP_ALERT_SMTP_CONN_ID", "smtp_default")
+ALERT_FROM: str | None = os.environ.get("FACECROP_ALERT_FROM") or None
+
 # Every task retries; a retried shard redoes only what it has not finished.
 RETRIES: int = int(os.environ.get("FACECROP_RETRIES", "2"))
 RETRY_DELAY_SECONDS: int = int(os.environ.get("FACECROP_RETRY_DELAY_SECONDS", "30"))

@@ -14,20 +14,25 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from . import csv_rewrite, manifest, metrics
-from .locations import S3Location, face_rel, parse_s3_uri, published_csv_name, run_dir, split_images_root
+from . import csv_rewrite, history, manifest, metrics, report
+from .locations import REPORTS_DIR, S3Location, face_rel, parse_s3_uri, published_csv_name, run_dir, split_images_root
 from .manifest import ERROR, ManifestRow
 from .naming import content_type, photo_class
 from .planning import classify, make_shards
 from .progress import Progress, format_duration
-from .run_params import ParamsError, parse
+from .run_params import ParamsError, RunParams, parse
 from .s3io import S3Store, StorageError, client_for
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ParamsError", "RunError", "StorageError", "gpu_pool_started", "plan", "crop_shard", "publish", "record_metrics", "check_miss_rates"]
+
+
+REPORT = "report.html"  # in the run's folder
+HISTORY = "_facecrop/history.csv"  # under dest_uri
 
 
 class RunError(RuntimeError):
@@ -181,25 +186,87 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
     store.put_text(rd.bucket, rd.key("rejects.csv"), csv_rewrite.rejects_csv(rejects))
     for r in rejects[:10]:
         log.warning("rejected %s line %d (%s): %s", r.csv, r.line, r.path, r.reason)
-    return {"csvs": published, "miss_rate": rates, "photos": len(rows), "reports": rd.uri}
+    return {"csvs": published, "miss_rate": rates, "photos": len(rows), "reports": rd.uri, "report": rd.key_uri(REPORT)}
 
 
-def record_metrics(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str, dict[str, Any]]:
-    """Per-class metrics from the run's manifest: metrics.json, the task log, Airflow metrics."""
+def record_metrics(
+    params: Mapping[str, Any], run_id: str, store: S3Store, *, run_after: datetime | None = None,
+    logical_date: datetime | None = None,
+) -> dict[str, Any]:
+    """Per-class metrics from the run's manifest to metrics.json, the history, the review page,
+    the task log and Airflow metrics. Returns metrics.json's document."""
     rp = parse(params)
     rd = run_dir(rp.dest, run_id)
-    per_class = metrics.per_class(manifest.loads(store.get(rd.bucket, rd.key("manifest.csv")).decode()))
-    doc = metrics.as_json(per_class)
+    rows = manifest.loads(store.get(rd.bucket, rd.key("manifest.csv")).decode())
+    per_class = metrics.per_class(rows)
+    doc = {
+        "run": {
+            "run_id": run_id, "run_after": _iso(run_after), "logical_date": _iso(logical_date), "source_uri": rp.source.uri,
+            "dest_uri": rp.dest.uri, "engine": rp.settings.engine, "settings_fingerprint": rp.settings.fingerprint(),
+            "report": rd.key_uri(REPORT),
+        },
+        "classes": metrics.as_json(per_class),
+    }
     store.put_text(rd.bucket, rd.key("metrics.json"), json.dumps(doc, indent=2), "application/json")
+    past = _rebuild_history(rp.dest, store)
+    store.put_text(rd.bucket, rd.key(REPORT), _report(doc, rows, past, rp, store), "text/html")
     log.info("detection per class (metrics in %s):\n%s", rd.key_uri("metrics.json"), metrics.table(per_class))
+    log.info("review page: %s; history of %d run(s): %s", rd.key_uri(REPORT), len(history.runs(past)),
+             rp.dest.key_uri(HISTORY))
     from airflow.sdk.observability.stats import Stats  # a no-op unless StatsD/OTel metrics are on
 
-    for name, m in per_class.items():
+    for name, m in doc["classes"].items():
         for field in ("images", "detected", "fallback", "errors"):
-            Stats.gauge(f"facecrop.{field}.{name}", getattr(m, field))
-        if m.miss_rate is not None:
-            Stats.gauge(f"facecrop.miss_rate.{name}", m.miss_rate)
+            Stats.gauge(f"facecrop.{field}.{name}", m[field])
+        if m["miss_rate"] is not None:
+            Stats.gauge(f"facecrop.miss_rate.{name}", m["miss_rate"])
     return doc
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def _rebuild_history(dest: S3Location, store: S3Store) -> Any:
+    """history.csv from every run's metrics.json under dest. After writing, list again: a run
+    that finished meanwhile is folded in by a new round (its own rebuild may have read the
+    listing before this run's metrics existed), so the last write holds every run."""
+    runs_root = dest.child(REPORTS_DIR)
+    seen: set[str] = set()
+    for _ in range(5):
+        keys = {k for k in store.list(runs_root, "dest_uri") if k.endswith("/metrics.json")}
+        if keys == seen:
+            break
+        docs = []
+        for key, data in store.get_many(dest.bucket, sorted(keys)):
+            doc = None if isinstance(data, Exception) else json.loads(data)
+            if doc is None or "classes" not in doc:
+                log.warning("history: skipping %s (%s)", key, data if isinstance(data, Exception) else "older format")
+                continue
+            docs.append(doc)
+        past = history.frame(docs)
+        store.put_text(dest.bucket, dest.key(HISTORY), history.to_csv(past))
+        seen = keys
+    return past
+
+
+def _report(doc: Mapping[str, Any], rows: list[ManifestRow], past: Any, rp: RunParams, store: S3Store) -> str:
+    from .imaging import BadPhoto, thumbnail
+
+    sheets = report.sheets(rows)
+    wanted = {rp.dest.key(r.output): r.source for sheet in sheets for r in sheet.rows if r.output}
+    thumbs = {}
+    for key, data in store.get_many(rp.dest.bucket, list(wanted)):
+        try:
+            if not isinstance(data, Exception):
+                thumbs[wanted[key]] = thumbnail(data, report.THUMB_WIDTH)
+        except BadPhoto:
+            pass  # the tile shows its label alone
+    previous = history.previous_run(past, doc["run"]["run_id"])
+    current = {name: m["miss_rate"] for name, m in doc["classes"].items()}
+    bar = report.bar_chart(current, history.miss_rates(past, previous) if previous else None)
+    trend = report.trend_chart(history.trend(past)) if len(history.runs(past)) > 1 else None
+    return report.render(doc["run"], doc["classes"], bar, trend, previous, sheets, thumbs)
 
 
 WAITING_STATES = (None, "none", "scheduled")
@@ -221,12 +288,16 @@ def gpu_pool_started(task_states: Mapping[str, Mapping[str, Any]], waited_s: flo
     return False
 
 
-def check_miss_rates(doc: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float]) -> list[str]:
-    """Classes over their limit, as lines for the error message (empty when all is well)."""
+def check_miss_rates(doc: Mapping[str, Any], limits: Mapping[str, float]) -> str | None:
+    """The alert for a run with classes over their limit (naming classes, rates and the review
+    page), or None when all is well."""
+    classes = doc["classes"]
     over = []
     for name, limit in limits.items():
-        if name not in doc:
-            over.append(f"{name}: no such class in this run (classes: {', '.join(doc)})")
-        elif doc[name]["miss_rate"] is not None and doc[name]["miss_rate"] > limit:
-            over.append(f"{name}: miss rate {doc[name]['miss_rate']:.1%} > limit {limit:.1%}")
-    return over
+        if name not in classes:
+            over.append(f"{name}: no such class in this run (classes: {', '.join(classes)})")
+        elif classes[name]["miss_rate"] is not None and classes[name]["miss_rate"] > limit:
+            over.append(f"{name}: miss rate {classes[name]['miss_rate']:.1%} > limit {limit:.1%}")
+    if not over:
+        return None
+    return f"miss-rate limits exceeded in run {doc['run']['run_id']}: {'; '.join(over)}. Review page: {doc['run']['report']}"

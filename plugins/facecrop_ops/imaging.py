@@ -76,3 +76,13 @@ def cut_face(rgb: np.ndarray, box: Box, size: tuple[int, int], interpolation: st
     """`img[y1:y2, x1:x2]` resized to size (W, H)."""
     crop = rgb[box.y1 : box.y2, box.x1 : box.x2]
     return cv2.resize(crop, size, interpolation=_INTERPOLATION[interpolation])
+
+
+def thumbnail(data: bytes, width: int, quality: int = 80) -> bytes:
+    """A small JPEG of a face file, for the review page's contact sheets."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise BadPhoto("not an image (unrecognised content)")
+    h, w = bgr.shape[:2]
+    small = cv2.resize(bgr, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()

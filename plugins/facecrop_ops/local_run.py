@@ -41,8 +41,12 @@ def airflow_env(home: Path, s3: LocalS3) -> dict[str, str]:
     return env
 
 
+def airflow_bin() -> Path:
+    return Path(sys.executable).parent / "airflow"
+
+
 def airflow(env: Mapping[str, str], *args: str, quiet: bool = False) -> subprocess.CompletedProcess:
-    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+    cmd = [str(airflow_bin()), *args]
     out = subprocess.PIPE if quiet else None
     result = subprocess.run(cmd, env=dict(env), stdout=out, stderr=out, text=True)
     if result.returncode != 0:

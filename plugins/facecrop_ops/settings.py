@@ -8,6 +8,8 @@ message that says how to fix it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -121,6 +123,12 @@ class Settings:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["thresholds"] = list(self.thresholds)
         return out
+
+    def fingerprint(self) -> str:
+        """A short hash of the knobs that shape the faces (not where or how fast they are
+        computed: device and workers), to tell runs with different settings apart."""
+        shaping = {k: v for k, v in self.as_dict().items() if k not in ("device", "workers")}
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _is_int(value: Any) -> bool:

@@ -123,3 +123,24 @@ def test_deployment_settings_route_detection_to_gpu_workers_and_pods(tmp_path):
     assert tasks.pop("crop_shard") == ["gpu", {"pod_template_file": "/pods/gpu.yaml"}]
     assert {queue for queue, _ in tasks.values()} == {"default"}
     assert all(not config for _, config in tasks.values())
+
+
+def test_alert_mails_are_wired_only_when_an_address_is_set(dag):
+    """FACECROP_ALERT_EMAIL: every task mails when it fails, the pool watcher when it reports."""
+    import json
+    import os
+
+    assert all(not t.on_failure_callback for t in dag.tasks)  # unset here
+    code = (
+        "import json; from airflow.dag_processing.dagbag import DagBag; "
+        f"d = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['facecrop_etl']; "
+        "n = lambda cbs: [(type(c).__name__, c.to, c.smtp_conn_id, c.subject) for c in (cbs or [])]; "
+        "print(json.dumps({t.task_id: [n(t.on_failure_callback), n(t.on_retry_callback)] for t in d.tasks}))"
+    )
+    env = {**os.environ, "FACECROP_ALERT_EMAIL": "a@example.com, b@example.com", "FACECROP_ALERT_SMTP_CONN_ID": "mail"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    tasks = json.loads(out.stdout.strip().splitlines()[-1])
+    for task_id, (on_failure, on_retry) in tasks.items():
+        assert [c[:3] for c in on_failure] == [["SmtpNotifier", ["a@example.com", "b@example.com"], "mail"]], task_id
+        assert bool(on_retry) == (task_id == "watch_gpu_pool")
+    assert "gpu pool" in tasks["watch_gpu_pool"][1][0][3]

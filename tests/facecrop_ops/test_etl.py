@@ -1,6 +1,8 @@
 """The task bodies against a real S3 API (moto's server on 127.0.0.1), without a scheduler."""
 
+import io
 import json
+from datetime import datetime, timezone
 
 import pytest
 
@@ -10,6 +12,7 @@ from facecrop_ops.locations import S3Location
 from facecrop_ops.local_s3 import moto_server
 from facecrop_ops.run_params import ParamsError
 from facecrop_ops.s3io import S3Store, StorageError
+from facecrop_ops.settings import Settings
 
 RUN = "manual__2026-11-28T10:00:00+00:00"
 RUN_DIR = "out/_facecrop/runs/manual__2026-11-28T10_00_00_00_00/"
@@ -99,13 +102,20 @@ def test_publish_and_metrics_agree_with_the_manifest(store, bucket):
     for ref in refs:
         etl.crop_shard(params(bucket), RUN, ref, store, workers=1)
     result = etl.publish(params(bucket), RUN, store)
-    doc = etl.record_metrics(params(bucket), RUN, store)
+    doc = etl.record_metrics(params(bucket), RUN, store, run_after=datetime(2026, 11, 28, 10, tzinfo=timezone.utc))
     rows = manifest.loads(store.get(bucket, RUN_DIR + "manifest.csv").decode())
-    assert len(rows) == result["photos"] == doc["all"]["images"] == 25
-    assert doc["all"]["detected"] == sum(r.status == "detected" for r in rows)
-    assert doc["all"]["errors"] == sum(r.status == "error" for r in rows) == 2
+    classes = doc["classes"]
+    assert len(rows) == result["photos"] == classes["all"]["images"] == 25
+    assert classes["all"]["detected"] == sum(r.status == "detected" for r in rows)
+    assert classes["all"]["errors"] == sum(r.status == "error" for r in rows) == 2
     assert json.loads(store.get(bucket, RUN_DIR + "metrics.json")) == doc
-    assert result["miss_rate"]["all"] == pytest.approx(doc["all"]["miss_rate"], abs=1e-6)
+    assert doc["run"] == {
+        "run_id": RUN, "run_after": "2026-11-28T10:00:00+00:00", "logical_date": None,
+        "source_uri": f"s3://{bucket}/raw/", "dest_uri": f"s3://{bucket}/out/", "engine": "fast",
+        "settings_fingerprint": Settings().fingerprint(), "report": f"s3://{bucket}/{RUN_DIR}report.html",
+    }
+    assert result["miss_rate"]["all"] == pytest.approx(classes["all"]["miss_rate"], abs=1e-6)
+    assert result["report"] == doc["run"]["report"]
     train = store.get(bucket, "out/train_face.csv").decode().splitlines()
     assert len(train) == 1 + 21 - 1  # header, 21 photos, the zero-byte one rejected
     assert all(line.startswith("train/faces/") for line in train[1:])
@@ -119,13 +129,15 @@ def test_publish_refuses_to_run_with_a_shard_missing(store, bucket):
         etl.publish(params(bucket), RUN, store)
 
 
-def test_miss_rate_limits():
-    doc = {"normal": {"miss_rate": 0.02}, "mask1": {"miss_rate": 0.5}, "all": {"miss_rate": 0.2}}
-    assert etl.check_miss_rates(doc, {"all": 0.3, "normal": 0.05}) == []
-    assert etl.check_miss_rates(doc, {"mask1": 0.4, "masked": 0.1}) == [
-        "mask1: miss rate 50.0% > limit 40.0%",
-        "masked: no such class in this run (classes: normal, mask1, all)",
-    ]
+def test_miss_rate_limits_name_classes_rates_and_the_review_page():
+    doc = {"run": {"run_id": RUN, "report": "s3://b/out/_facecrop/runs/r/report.html"},
+           "classes": {"normal": {"miss_rate": 0.02}, "mask1": {"miss_rate": 0.5}, "all": {"miss_rate": 0.2}}}
+    assert etl.check_miss_rates(doc, {"all": 0.3, "normal": 0.05}) is None
+    assert etl.check_miss_rates(doc, {"mask1": 0.4, "masked": 0.1}) == (
+        f"miss-rate limits exceeded in run {RUN}: mask1: miss rate 50.0% > limit 40.0%; "
+        "masked: no such class in this run (classes: normal, mask1, all). "
+        "Review page: s3://b/out/_facecrop/runs/r/report.html"
+    )
 
 
 def test_the_pool_watcher_is_satisfied_once_a_shard_leaves_scheduled():
@@ -143,3 +155,47 @@ def test_the_pool_watcher_names_the_fix_after_waiting_too_long():
         'no free slot. Create it with `airflow pools set gpu 1 "GPU workers"` (or in the UI: Admin > Pools), or set '
         "FACECROP_GPU_POOL to an existing pool. The run goes on by itself once a shard starts; this check retries until then"
     )
+
+
+def _finish(store, bucket, run_id, **extra):
+    p = params(bucket, **extra)
+    for ref in etl.plan(p, run_id, store):
+        etl.crop_shard(p, run_id, ref, store, workers=1)
+    etl.publish(p, run_id, store)
+    return etl.record_metrics(p, run_id, store, run_after=datetime.fromisoformat(run_id.split("__")[1]))
+
+
+def _history(store, bucket):
+    import pandas as pd
+
+    return pd.read_csv(io.BytesIO(store.get(bucket, "out/_facecrop/history.csv")))
+
+
+def test_history_holds_each_run_once_through_clears_and_runs_finishing_meanwhile(store, bucket):
+    first = "manual__2026-11-01T00:00:00+00:00"
+    _finish(store, bucket, first)
+    _finish(store, bucket, first)  # the run cleared and run again: replaced, not doubled
+    assert _history(store, bucket).groupby("run_id").size().to_dict() == {first: 9}  # 8 classes and all
+
+    # Another run's metrics land while this run rebuilds the history (after its first listing).
+    other = "manual__2026-11-03T00:00:00+00:00"
+    other_doc = json.loads(store.get(bucket, f"out/_facecrop/runs/{first.replace(':', '_').replace('+', '_')}/metrics.json"))
+    other_doc["run"]["run_id"], other_doc["run"]["run_after"] = other, "2026-11-03T00:00:00+00:00"
+    listing, calls = store.list, []
+
+    def list_then_other_finishes(*args, **kwargs):
+        keys = listing(*args, **kwargs)
+        if not calls:
+            store.put_text(bucket, "out/_facecrop/runs/other/metrics.json", json.dumps(other_doc))
+        calls.append(1)
+        return keys
+
+    store.list = list_then_other_finishes
+    second = "manual__2026-11-02T00:00:00+00:00"
+    doc = _finish(store, bucket, second, min_face_size=40)
+    past = _history(store, bucket)
+    assert list(dict.fromkeys(past["run_id"])) == [first, second, other]
+    assert set(past[past["run_id"] == second]["settings_fingerprint"]) == {doc["run"]["settings_fingerprint"]}
+    assert doc["run"]["settings_fingerprint"] != Settings().fingerprint()
+    report = store.get(bucket, doc["run"]["report"].split(f"s3://{bucket}/")[1]).decode()
+    assert f"this run and the previous one ({first})" in report and "Trend over the history" in report
