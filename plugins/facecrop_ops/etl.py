@@ -215,11 +215,8 @@ def record_metrics(
              rp.dest.key_uri(HISTORY))
     from airflow.sdk.observability.stats import Stats  # a no-op unless StatsD/OTel metrics are on
 
-    for name, m in doc["classes"].items():
-        for field in ("images", "detected", "fallback", "errors"):
-            Stats.gauge(f"facecrop.{field}.{name}", m[field])
-        if m["miss_rate"] is not None:
-            Stats.gauge(f"facecrop.miss_rate.{name}", m["miss_rate"])
+    for name, value in metrics.gauges(doc["classes"]).items():
+        Stats.gauge(name, value)
     return doc
 
 

@@ -1,7 +1,7 @@
 """A deployed Airflow on this machine, as docker-compose.yaml describes it, without Docker.
 
-PostgreSQL and Redis (Debian's packages), moto's S3 server in place of MinIO, and the
-compose file's Airflow services (init, API server, scheduler, DAG processor, Celery workers
+PostgreSQL and Redis (Debian's packages), moto's S3 server in place of MinIO, a UDP sink in
+place of the StatsD exporter, and the compose file's Airflow services (init, API server, scheduler, DAG processor, Celery workers
 on the default and `gpu` queues) run as local processes on 127.0.0.1 with the environment
 the compose file gives them: read from it, with service hosts and container paths mapped
 to local ones. The deployment tests and the executor benchmark run on it; a person can too:
@@ -28,7 +28,7 @@ from typing import Any
 from . import compose, samples
 from .airflow_api import AirflowApi, ApiError
 from .local_s3 import LocalS3, free_port, moto_server
-from .local_services import LOCALHOST, Process, postgres, redis, wait_until
+from .local_services import LOCALHOST, Process, StatsdSink, postgres, redis, statsd_sink, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -54,6 +54,7 @@ class Stack:
     home: Path
     api_url: str
     s3: LocalS3
+    statsd: StatsdSink  # receives what Airflow sends the compose file's StatsD exporter
     env: dict[str, str]
     processes: list[Process] = field(default_factory=list)
 
@@ -99,6 +100,10 @@ def service_env(svc: compose.Service, hosts: Mapping[str, str], home: Path, extr
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     env.update({k: compose.localize(v, hosts, paths) for k, v in svc.environment.items()})
+    # StatsD's host and port are two settings, not a URL: point them at what plays the exporter.
+    statsd = hosts.get(env.get("AIRFLOW__METRICS__STATSD_HOST", ""))
+    if statsd:
+        env["AIRFLOW__METRICS__STATSD_HOST"], env["AIRFLOW__METRICS__STATSD_PORT"] = statsd.split(":")
     env.update(extra)
     return env
 
@@ -132,13 +137,15 @@ def deployed_airflow(
         s3 = stack.enter_context(moto_server())
         pg = stack.enter_context(postgres(logs))
         redis_port = stack.enter_context(redis(logs))
+        statsd = stack.enter_context(statsd_sink())
         api_port = free_port()
         hosts = {"postgres": f"{LOCALHOST}:{pg.port}", "redis": f"{LOCALHOST}:{redis_port}",
-                 "minio": s3.endpoint_url.split("://", 1)[1], "airflow-apiserver": f"{LOCALHOST}:{api_port}"}
+                 "minio": s3.endpoint_url.split("://", 1)[1], "airflow-apiserver": f"{LOCALHOST}:{api_port}",
+                 "statsd-exporter": f"{LOCALHOST}:{statsd.port}"}
         defined = compose.airflow_services(compose_file(), _variables(pg.password, s3, settings or {}), profiles=("gpu",))
         if dataset is not None:
             s3.upload(DATASET_BUCKET, DATASET_PREFIX, dataset)
-        running = Stack(home, f"http://{LOCALHOST}:{api_port}", s3, {})
+        running = Stack(home, f"http://{LOCALHOST}:{api_port}", s3, statsd, {})
         stack.callback(lambda: [p.stop() for p in reversed(running.processes)])
         for name in (INIT, *services):
             svc = defined[name]

@@ -51,6 +51,14 @@ def as_json(metrics: dict[str, ClassMetrics]) -> dict[str, dict[str, float | int
     return {name: m.as_dict() for name, m in metrics.items()}
 
 
+def gauges(classes: dict[str, dict[str, float | int | None]]) -> dict[str, float | int]:
+    """Airflow metrics for `as_json`'s output: facecrop.<field>.<class> (Airflow adds its
+    prefix, e.g. airflow.facecrop.miss_rate.mask1). Counts are photos of the run; miss_rate
+    is a ratio 0..1, left out for a class with no readable photo."""
+    return {f"facecrop.{field}.{name}": m[field] for name, m in classes.items()
+            for field in ("images", "detected", "fallback", "errors", "miss_rate") if m[field] is not None}
+
+
 def table(metrics: dict[str, ClassMetrics]) -> str:
     """A fixed-width table for terminals and task logs."""
     header = f"{'class':<16}{'images':>8}{'detected':>10}{'fallback':>10}{'errors':>8}{'miss rate':>11}"

@@ -82,5 +82,6 @@ def assert_cropped(stack, dest_uri: str, run_id: str) -> dict:
         assert len(published) == count
         assert all(prefix + row["path"] in keys and "/faces/" in row["path"] for row in published)
     doc = json.loads(body(reports + "metrics.json"))
-    assert doc == metrics.as_json(metrics.per_class(rows))
+    assert doc["classes"] == metrics.as_json(metrics.per_class(rows)) and doc["run"]["run_id"] == run_id
+    assert body(reports + "report.html").startswith(b"<!doctype html>")
     return doc

@@ -4,6 +4,9 @@ PostgreSQL, and a `gpu` pool that may be missing."""
 import re
 import time
 
+import pytest
+
+from facecrop_ops import metrics
 from facecrop_ops.local_deploy import DAG_ID
 
 from .conftest import POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS, SOURCE, assert_cropped, task_states, wait_for
@@ -36,7 +39,10 @@ def test_a_run_triggered_through_the_rest_api_detects_on_the_gpu_queue_in_worker
     # Under Celery's daemonic prefork workers, detection still uses a process per core.
     log = api.task_log(DAG_ID, run_id, "crop_shard", map_index=0)
     assert re.search(r"detection ran in 2 worker process\(es\) \(pids \d+, \d+\)", log), log[-2000:]
-    assert_cropped(stack, dest, run_id)
+    doc = assert_cropped(stack, dest, run_id)
+    # The compose file's StatsD settings carry the run's gauges from the Celery worker.
+    expected = {f"airflow.{name}": value for name, value in metrics.gauges(doc["classes"]).items()}
+    assert len(expected) == 45 and stack.statsd.gauges("airflow.facecrop.") == pytest.approx(expected, abs=1e-9)
 
 
 def test_a_missing_pool_is_reported_with_the_fix_and_the_run_goes_on_once_it_exists(stack):
