@@ -47,6 +47,7 @@ FACE_CSVS = AssetAlias("facecrop_face_csvs")
         "owner": "facecrop",
         "retries": dag_config.RETRIES,
         "retry_delay": timedelta(seconds=dag_config.RETRY_DELAY_SECONDS),
+        "execution_timeout": timedelta(seconds=dag_config.TASK_TIMEOUT_SECONDS),
         "on_failure_callback": alerts.notifiers("failed"),  # mail when FACECROP_ALERT_EMAIL is set
     },
 )
@@ -61,10 +62,11 @@ def facecrop_etl():
         try:
             return etl.plan(params, run_id, etl.open_store(params))
         except (etl.ParamsError, etl.RunError, etl.StorageError, ValueError) as exc:
-            raise AirflowFailException(str(exc)) from None  # a retry would not fix it
+            raise AirflowFailException(str(exc)) from None  # a retry would not fix it; S3 hiccups do retry
 
     # Mapped tasks lose their docstring in the UI, hence doc_md.
     @task(**dag_config.gpu_task_kwargs(), map_index_template="{{ shard_label }}",
+          execution_timeout=timedelta(seconds=dag_config.SHARD_TIMEOUT_SECONDS),
           doc_md="Pull one shard's photos, detect/crop/resize them (GPU when the worker has one), upload the faces.")
     def crop_shard(shard: dict, params=None, run_id=None) -> dict:
         from airflow.sdk import get_current_context

@@ -111,6 +111,8 @@ def rewrite(
 def _decide(path, photos, images_roots, source, dest) -> tuple[str, str]:
     if not path:
         return "empty path", ""
+    if path.startswith("s3://") and not path.startswith(source.uri):
+        return f"an s3:// URI outside the dataset ({source.uri}): its face would not exist", ""
     mapped = face_path_for(path, images_roots, source, dest)
     if mapped is None:
         roots = ", ".join(images_roots) or "none found"

@@ -47,6 +47,11 @@ ALERT_EMAILS: tuple[str, ...] = tuple(a.strip() for a in os.environ.get("FACECRO
 ALERT_SMTP_CONN_ID: str = os.environ.get("FACECROP_ALERT_SMTP_CONN_ID", "smtp_default")
 ALERT_FROM: str | None = os.environ.get("FACECROP_ALERT_FROM") or None
 
+# Longest one try of a task may run before Airflow stops it (and retries): a hung S3 call or
+# GPU must not hold the gpu pool's slot forever. Detect tasks get their own, longer limit.
+SHARD_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_SHARD_TIMEOUT_SECONDS", str(4 * 3600)))
+TASK_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_TASK_TIMEOUT_SECONDS", "3600"))
+
 # Every task retries; a retried shard redoes only what it has not finished.
 RETRIES: int = int(os.environ.get("FACECROP_RETRIES", "2"))
 RETRY_DELAY_SECONDS: int = int(os.environ.get("FACECROP_RETRY_DELAY_SECONDS", "30"))

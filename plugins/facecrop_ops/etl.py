@@ -2,13 +2,18 @@
 
 The DAG file only wires these together, so each step runs and is tested without a
 scheduler. Everything a run writes besides faces and published CSVs goes under
-`<dest>/_facecrop/runs/<run_id>/`: plan.json, shards/NNNNN.json (a shard's photo keys),
-shards/NNNNN.manifest.csv (written last by a shard: its "done" mark), manifest.csv,
-rejects.csv and metrics.json.
+`<dest>/_facecrop/runs/<run_id>/`: plan.json, shards/<plan id>/NNNNN.json (a shard's photo
+keys), shards/<plan id>/NNNNN.manifest.csv (written last by a shard: its "done" mark),
+manifest.csv, rejects.csv, metrics.json and report.html; `<dest>/_facecrop/history.csv`.
+
+Errors a retry cannot fix (bad params, no photos, a missing CSV or bucket, access denied)
+raise ParamsError, RunError or StorageError; anything else (S3 throttling, timeouts, a
+killed worker) propagates so the task fails and Airflow retries it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -47,8 +52,18 @@ def open_store(params: Mapping[str, Any]) -> S3Store:
     return S3Store(client_for(params.get("aws_conn_id") or "aws_default", threads), threads)
 
 
-def _shard_key(rd: S3Location, index: int, suffix: str) -> str:
-    return rd.key(f"shards/{index:05d}{suffix}")
+def _shard_key(rd: S3Location, plan_id: str, index: int, suffix: str) -> str:
+    """Shard files live under their plan's id: a cleared run over a changed bucket plans anew
+    and never trusts a done mark written for other photos."""
+    return rd.key(f"shards/{plan_id}/{index:05d}{suffix}")
+
+
+def _plan_id(rp: RunParams, shards: list[list[str]], etags: Mapping[str, str]) -> str:
+    """What the shards' results depend on: where, the settings that shape faces, and each
+    photo's key and content (ETag), in shard order."""
+    what = {"source": rp.source.uri, "dest": rp.dest.uri, "settings": rp.settings.fingerprint(),
+            "shards": [[(k, etags[k]) for k in shard] for shard in shards]}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _csv_object(uri_or_name: str, source: S3Location) -> tuple[str, str]:
@@ -57,78 +72,102 @@ def _csv_object(uri_or_name: str, source: S3Location) -> tuple[str, str]:
     return loc.bucket, loc.prefix.rstrip("/")
 
 
-def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[str, int]]:
+def _check_csvs(csv_uris: list[str], rp: RunParams, store: S3Store) -> None:
+    """Each CSV exists, is not empty, has the path column, and publishes to a name of its own."""
+    published: dict[str, str] = {}
+    for uri in csv_uris:
+        bucket, key = _csv_object(uri, rp.source)
+        head = store.get_if_exists(bucket, key, first_bytes=4096)
+        if head is None:
+            raise RunError(f"CSV {uri} does not exist: fix csv_uris (or leave it empty for every *.csv under source_uri)")
+        if not head.strip():
+            raise RunError(f"CSV {uri} is empty (0 bytes): fix the file, or list the CSVs to rewrite in csv_uris")
+        csv_rewrite.check_path_column(csv_rewrite.header_of(head.decode("utf-8", "replace")), rp.path_column, uri)
+        name = published_csv_name(key.rsplit("/", 1)[-1])
+        if name in published:
+            raise RunError(f"CSVs {published[name]} and {uri} would both be published as {rp.dest.key_uri(name)}: "
+                           "rewrite them in separate runs (csv_uris) or rename one")
+        published[name] = uri
+
+
+def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[str, Any]]:
     """Check params, list the dataset, check the CSVs, write the shard lists; return one small
     dict per shard for the mapped detect task."""
     rp = parse(params)
-    listing = classify(rp.source.rel(key) for key in store.list(rp.source, "source_uri"))
+    etags = {rp.source.rel(o.key): o.etag for o in store.objects(rp.source, "source_uri")}
+    listing = classify(etags)
     if not listing.photos:
         raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
     csv_uris = list(rp.csv_uris) or [rp.source.key_uri(name) for name in listing.csvs]
-    for uri in csv_uris:
-        head = store.get_if_exists(*_csv_object(uri, rp.source), first_bytes=4096)
-        if head is None:
-            raise RunError(f"CSV {uri} does not exist: fix csv_uris (or leave it empty for every *.csv under source_uri)")
-        csv_rewrite.check_path_column(csv_rewrite.header_of(head.decode("utf-8", "replace")), rp.path_column, uri)
+    _check_csvs(csv_uris, rp, store)
     shards = make_shards(listing.photos, rp.photos_per_shard, rp.max_shards)
+    plan_id = _plan_id(rp, shards, etags)
     rd = run_dir(rp.dest, run_id)
     for i, keys in enumerate(shards):
-        store.put_text(rd.bucket, _shard_key(rd, i, ".json"), json.dumps({"photos": keys}), "application/json")
+        store.put_text(rd.bucket, _shard_key(rd, plan_id, i, ".json"), json.dumps({"photos": keys}), "application/json")
     plan_doc = {
-        "run_id": run_id, "source_uri": rp.source.uri, "dest_uri": rp.dest.uri, "csv_uris": csv_uris,
+        "run_id": run_id, "plan_id": plan_id, "source_uri": rp.source.uri, "dest_uri": rp.dest.uri, "csv_uris": csv_uris,
         "images_roots": listing.images_roots, "photos": len(listing.photos), "shards": len(shards),
         "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
         "settings": rp.settings.as_dict(),
     }
     store.put_text(rd.bucket, rd.key("plan.json"), json.dumps(plan_doc, indent=2), "application/json")
-    log.info("%d photos under %s in %d images folder(s) (%s), %d shard(s) of up to %d; CSVs: %s",
+    log.info("%d photos under %s in %d images folder(s) (%s), %d shard(s) of up to %d (plan %s); CSVs: %s",
              len(listing.photos), rp.source.uri, len(listing.images_roots), ", ".join(listing.images_roots),
-             len(shards), max(map(len, shards)), ", ".join(csv_uris) or "none")
+             len(shards), max(map(len, shards)), plan_id, ", ".join(csv_uris) or "none")
     for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos)):
         if keys:
             log.warning("skipping %d %s(s), e.g. %s", len(keys), what, keys[0])
     log.info("run reports: %s", rd.uri)
-    return [{"shard": i, "photos": len(keys)} for i, keys in enumerate(shards)]
+    return [{"shard": i, "photos": len(keys), "plan": plan_id} for i, keys in enumerate(shards)]
+
+
+GONE = "photo not found: deleted after the run was planned"
 
 
 def crop_shard(
-    params: Mapping[str, Any], run_id: str, shard: Mapping[str, int], store: S3Store, *, workers: int = 0
+    params: Mapping[str, Any], run_id: str, shard: Mapping[str, Any], store: S3Store, *, workers: int = 0
 ) -> dict[str, int]:
     """Pull a shard's photos, crop them, upload the faces, then write the shard manifest.
-    The manifest is written last: a retry that finds it has nothing left to do."""
+    Downloads, detection and uploads stream through a bounded window, so a task's memory
+    does not grow with its shard. The manifest is written last: a retry that finds it has
+    nothing left to do; one that does not redoes the shard and writes the same objects."""
     # Imported here: they load OpenCV and torch, which only this task needs.
     from .detector import resolve_device
     from .processor import Photo, crop_photos, plan_workers
 
     rp = parse(params)
     rd = run_dir(rp.dest, run_id)
-    index = shard["shard"]
-    done_key = _shard_key(rd, index, ".manifest.csv")
+    index, plan_id = shard["shard"], shard["plan"]
+    done_key = _shard_key(rd, plan_id, index, ".manifest.csv")
     done = store.get_if_exists(rd.bucket, done_key)
     if done is not None:
         rows = manifest.loads(done.decode())
         log.info("shard %d was finished by an earlier try (%d photos): nothing to redo", index, len(rows))
         return _summary(index, rows)
-    keys = json.loads(store.get(rd.bucket, _shard_key(rd, index, ".json")))["photos"]
-
-    pulled = Progress(len(keys), lambda line: log.info("pull: %s", line))
-    photos, rows = [], []
-    for rel, data in store.get_many(rp.source.bucket, [rp.source.key(k) for k in keys], pulled.advance):
-        rel = rp.source.rel(rel)
-        if isinstance(data, Exception):
-            rows.append(ManifestRow(rel, "", photo_class(rel), ERROR, error=f"cannot download: {data}"[:200]))
-        else:
-            photos.append(Photo(rel, face_rel(*split_images_root(rel)), data=data))
+    keys = json.loads(store.get(rd.bucket, _shard_key(rd, plan_id, index, ".json")))["photos"]
 
     settings = replace(rp.settings, workers=workers)
     device = resolve_device(settings.device)
-    n_workers = plan_workers(settings, len(photos))
+    n_workers = plan_workers(settings, len(keys))
     log.info("detect on %s%s, %d process(es) planned, engine %s, batch %d", device, _device_name(device),
              n_workers, settings.engine, settings.batch_size)
-    cropped = Progress(len(photos), lambda line: log.info("crop: %s", line))
+    pulled = Progress(len(keys), lambda line: log.info("pull: %s", line))
+    cropped = Progress(len(keys), lambda line: log.info("crop: %s", line))
+    rows: list[ManifestRow] = []
+
+    def photos() -> Iterator[Photo]:
+        for key, data in store.get_many(rp.source.bucket, (rp.source.key(k) for k in keys), pulled.advance):
+            rel = rp.source.rel(key)
+            if data is None:
+                rows.append(ManifestRow(rel, "", photo_class(rel), ERROR, error=GONE))
+                cropped.advance(1)
+            else:
+                yield Photo(rel, face_rel(*split_images_root(rel)), data=data)
 
     def faces() -> Iterator[tuple[str, bytes, str]]:
-        for result in crop_photos(photos, settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers):
+        for result in crop_photos(photos(), settings, total=len(keys), on_done=lambda part: cropped.advance(len(part)),
+                                  workers=n_workers):
             rows.append(result.row)
             if result.face is not None:
                 yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)
@@ -162,7 +201,7 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
     plan_doc = json.loads(store.get(rd.bucket, rd.key("plan.json")))
     rows = []
     for index in range(plan_doc["shards"]):
-        key = _shard_key(rd, index, ".manifest.csv")
+        key = _shard_key(rd, plan_doc["plan_id"], index, ".manifest.csv")
         shard_manifest = store.get_if_exists(rd.bucket, key)
         if shard_manifest is None:
             raise RunError(f"shard {index} has no manifest at s3://{rd.bucket}/{key}: its crop task did not finish")
@@ -236,9 +275,9 @@ def _rebuild_history(dest: S3Location, store: S3Store) -> Any:
             break
         docs = []
         for key, data in store.get_many(dest.bucket, sorted(keys)):
-            doc = None if isinstance(data, Exception) else json.loads(data)
+            doc = None if data is None else json.loads(data)
             if doc is None or "classes" not in doc:
-                log.warning("history: skipping %s (%s)", key, data if isinstance(data, Exception) else "older format")
+                log.warning("history: skipping %s (%s)", key, "deleted meanwhile" if doc is None else "older format")
                 continue
             docs.append(doc)
         past = history.frame(docs)
@@ -255,7 +294,7 @@ def _report(doc: Mapping[str, Any], rows: list[ManifestRow], past: Any, rp: RunP
     thumbs = {}
     for key, data in store.get_many(rp.dest.bucket, list(wanted)):
         try:
-            if not isinstance(data, Exception):
+            if data is not None:
                 thumbs[wanted[key]] = thumbnail(data, report.THUMB_WIDTH)
         except BadPhoto:
             pass  # the tile shows its label alone

@@ -8,6 +8,7 @@ that would stop the batch.
 
 from __future__ import annotations
 
+import io
 from pathlib import PurePosixPath
 
 import cv2
@@ -86,3 +87,18 @@ def thumbnail(data: bytes, width: int, quality: int = 80) -> bytes:
     h, w = bgr.shape[:2]
     small = cv2.resize(bgr, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
     return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+def pixel_count(source: bytes | str | None) -> int:
+    """Width x height read from a photo's header (bytes or a file path), without decoding it;
+    0 when unknown (unreadable photos are cheap to hold)."""
+    from PIL import Image
+
+    if not source:
+        return 0
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            width, height = im.size
+    except Exception:  # noqa: BLE001 - not an image (decoding will say why), or a bomb
+        return 0
+    return width * height

@@ -31,7 +31,7 @@ import numpy as np
 
 from .detector import Detection, Detector, resolve_device
 from .geometry import Box, fallback_box, padded_box
-from .imaging import BadPhoto, cut_face, decode_rgb, encode_face
+from .imaging import BadPhoto, cut_face, decode_rgb, encode_face, pixel_count
 from .manifest import DETECTED, ERROR, FALLBACK, ManifestRow
 from .naming import photo_class
 from .settings import Settings
@@ -54,6 +54,10 @@ class Photo:
         if self.path is None:
             raise BadPhoto("no data and no path given")
         return Path(self.path).read_bytes()
+
+    def pixels(self) -> int:
+        """Its size from the file's header alone (0 when unknown): what decoding will hold."""
+        return pixel_count(self.data if self.data is not None else self.path)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,27 @@ def plan_workers(settings: Settings, n_photos: int) -> int:
 
 def _chunk_size(settings: Settings) -> int:
     return settings.batch_size * 2
+
+
+# A process decodes a chunk ahead of the one it detects and encodes the one before, so chunks
+# are bounded by pixels as well as by count: 16 portraits of 384 x 512 (3 MP) make a chunk, a
+# 12-megapixel phone photo makes one alone, and a worker holds a few photos' pixels, not 48.
+CHUNK_PIXELS = 16_000_000
+
+
+def _chunks(photos: Iterable[Photo], settings: Settings) -> Iterator[list[Photo]]:
+    size = _chunk_size(settings)
+    chunk: list[Photo] = []
+    pixels = 0
+    for photo in photos:
+        n = photo.pixels()
+        if chunk and (len(chunk) == size or pixels + n > CHUNK_PIXELS):
+            yield chunk
+            chunk, pixels = [], 0
+        chunk.append(photo)
+        pixels += n
+    if chunk:
+        yield chunk
 
 
 class _Cropper:
@@ -233,25 +258,27 @@ def _children_allowed() -> Iterator[None]:
 
 
 def crop_photos(
-    photos: Sequence[Photo],
+    photos: Iterable[Photo],
     settings: Settings,
     *,
+    total: int | None = None,
     on_done: Callable[[list[CropResult]], None] | None = None,
     workers: int | None = None,
 ) -> Iterator[CropResult]:
-    """Yield one CropResult per photo, in input order. `on_done` sees each finished chunk
-    (for progress). Settings are checked first, so a bad value fails before any photo."""
+    """Yield one CropResult per photo, in input order. Photos are taken from `photos` only as
+    chunks are started (a few per worker), so a lazy iterable of downloads is held a window at
+    a time, never whole; `total` sizes the worker pool when `photos` has no len(). `on_done`
+    sees each finished chunk (for progress). Settings are checked first, so a bad value fails
+    before any photo."""
     settings.check()
-    n_workers = workers or plan_workers(settings, len(photos))
-    size = _chunk_size(settings)
-    chunks = [photos[i : i + size] for i in range(0, len(photos), size)]
-    for part in _run(chunks, settings, n_workers):
+    n_workers = workers or plan_workers(settings, len(photos) if total is None else total)  # type: ignore[arg-type]
+    for part in _run(_chunks(photos, settings), settings, n_workers):
         if on_done is not None:
             on_done(part)
         yield from part
 
 
-def _run(chunks: list[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:
+def _run(chunks: Iterator[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:
     if n_workers <= 1:
         cropper = _Cropper(settings, threads=2)
         try:
@@ -268,11 +295,10 @@ def _run(chunks: list[Sequence[Photo]], settings: Settings, n_workers: int) -> I
     with _children_allowed(), ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
                                                   initargs=(settings, os.getpid())) as pool:
         # Two chunks in flight per worker keeps them busy without holding every photo at once.
-        todo = iter(chunks)
-        pending = deque(pool.submit(_run_chunk, chunk) for chunk in islice(todo, n_workers * 2))
+        pending = deque(pool.submit(_run_chunk, chunk) for chunk in islice(chunks, n_workers * 2))
         while pending:
             pid, part = pending.popleft().result()
             pids.add(pid)
-            pending.extend(pool.submit(_run_chunk, chunk) for chunk in islice(todo, 1))
+            pending.extend(pool.submit(_run_chunk, chunk) for chunk in islice(chunks, 1))
             yield part
     log.info("detection ran in %d worker process(es) (pids %s)", len(pids), ", ".join(map(str, sorted(pids))))

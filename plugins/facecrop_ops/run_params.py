@@ -54,9 +54,12 @@ def parse(params: Mapping[str, Any]) -> RunParams:
     dest = take(parse_s3_uri, dest_uri, "dest_uri")
     csv_uris = tuple(params.get("csv_uris") or ())
     for uri in csv_uris:
-        loc = take(parse_s3_uri, uri, "each of csv_uris")
-        if loc is not None and not loc.prefix.rstrip("/").lower().endswith(".csv"):
-            problems.append(f"csv_uris entry {uri!r} must name a .csv object")
+        if not isinstance(uri, str) or not uri.strip().lower().endswith(".csv"):
+            problems.append(f"csv_uris entry {uri!r} must name a .csv object (an s3:// URI or a name under source_uri)")
+        elif uri.startswith("s3://"):
+            take(parse_s3_uri, uri, "each of csv_uris")
+        elif uri.startswith("/") or ".." in uri.split("/") or "://" in uri:
+            problems.append(f"csv_uris entry {uri!r} must be an s3:// URI or a name under source_uri such as labels/train.csv")
     path_column = params.get("path_column", "path")
     if not isinstance(path_column, str) or not path_column:
         problems.append("path_column must be the name of the CSV column holding photo paths (default 'path')")

@@ -9,9 +9,11 @@ client's connection pool.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
+from typing import Any, NamedTuple
 
 from .locations import S3Location
 
@@ -19,7 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class StorageError(RuntimeError):
-    """S3 refused something the run needs (missing bucket, no access); the message says what."""
+    """S3 refused something the run needs in a way a retry cannot fix (no such bucket, access
+    denied); the message says what to check. Throttling, 5xx answers, timeouts and dropped
+    connections are not StorageErrors: after boto3's own retries they propagate as they are,
+    so the task fails and Airflow retries it."""
 
 
 def client_for(aws_conn_id: str, threads: int) -> Any:
@@ -34,13 +39,25 @@ def _code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
-def _explain(exc: Exception, bucket: str, what: str) -> StorageError:
+NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+_NO_BUCKET = ("NoSuchBucket",)
+_REFUSED = ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled")
+
+
+def _final(exc: Exception, bucket: str, what: str) -> Exception:
+    """A StorageError naming the fix for what a retry cannot fix; the error itself otherwise."""
     code = _code(exc)
-    if code in ("NoSuchBucket",):
+    if code in _NO_BUCKET:
         return StorageError(f"bucket {bucket!r} does not exist: check {what} and the connection's endpoint")
-    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+    if code in _REFUSED:
         return StorageError(f"access to bucket {bucket!r} was refused ({code}): check the credentials of the aws connection")
-    return StorageError(f"S3 error on bucket {bucket!r} ({code or type(exc).__name__}): {exc}")
+    return exc
+
+
+class S3Object(NamedTuple):
+    key: str
+    etag: str
+    size: int
 
 
 class S3Store:
@@ -48,15 +65,22 @@ class S3Store:
         self.client = client
         self.threads = threads
 
-    def list(self, loc: S3Location, what: str = "the URI") -> list[str]:
-        """The key of every object under the location."""
+    def objects(self, loc: S3Location, what: str = "the URI") -> list[S3Object]:
+        """Every object under the location, with its ETag and size."""
         out = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix):
-                out.extend(obj["Key"] for obj in page.get("Contents", []))
+                out.extend(S3Object(o["Key"], o.get("ETag", "").strip('"'), o.get("Size", 0)) for o in page.get("Contents", []))
         except Exception as exc:  # botocore's ClientError and connection errors
-            raise _explain(exc, loc.bucket, what) from exc
+            final = _final(exc, loc.bucket, what)
+            if final is exc:
+                raise
+            raise final from exc
         return out
+
+    def list(self, loc: S3Location, what: str = "the URI") -> list[str]:
+        """The key of every object under the location."""
+        return [o.key for o in self.objects(loc, what)]
 
     def get(self, bucket: str, key: str) -> bytes:
         return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -68,8 +92,10 @@ class S3Store:
         try:
             return self.client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
         except Exception as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in NOT_FOUND:
                 return None
+            if _code(exc) == "InvalidRange":  # a ranged read of an empty object
+                return b""
             raise
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
@@ -78,27 +104,39 @@ class S3Store:
     def put_text(self, bucket: str, key: str, text: str, content_type: str = "text/csv") -> None:
         self.put(bucket, key, text.encode(), content_type)
 
-    def get_many(self, bucket: str, keys: list[str], on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes | Exception]]:
-        """Download concurrently; yields (key, bytes) or (key, the error) in input order."""
+    def _window(self) -> int:
+        return self.threads * 2
 
-        def fetch(key: str) -> bytes | Exception:
-            try:
-                return self.get(bucket, key)
-            except Exception as exc:  # recorded per photo; the shard goes on
-                return exc
+    def get_many(self, bucket: str, keys: Iterable[str], on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes | None]]:
+        """Download concurrently, in input order: (key, bytes), or (key, None) for an object
+        that is gone. At most a window of downloads is held at once, so memory does not grow
+        with the number of keys. Any other failure raises (the task is retried)."""
+
+        def fetch(key: str) -> bytes | None:
+            return self.get_if_exists(bucket, key)
 
         with ThreadPoolExecutor(self.threads, thread_name_prefix="s3-get") as pool:
-            for key, result in zip(keys, pool.map(fetch, keys)):
+            todo = iter(keys)
+            pending = deque((key, pool.submit(fetch, key)) for key in islice(todo, self._window()))
+            while pending:
+                key, future = pending.popleft()
+                data = future.result()
+                pending.extend((k, pool.submit(fetch, k)) for k in islice(todo, 1))
                 if on_done:
                     on_done(1)
-                yield key, result
+                yield key, data
 
     def put_many(self, bucket: str, items: Iterable[tuple[str, bytes, str]]) -> int:
-        """Upload (key, bytes, content type) items concurrently; raises the first failure after
-        all finished (the task's retry then redoes the shard)."""
+        """Upload (key, bytes, content type) items concurrently, a window at a time, as `items`
+        produces them; the first failure raises once the uploads in flight are done."""
+        count = 0
         with ThreadPoolExecutor(self.threads, thread_name_prefix="s3-put") as pool:
-            futures = [pool.submit(self.put, bucket, key, data, ctype) for key, data, ctype in items]
-            errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
-        if errors:
-            raise StorageError(f"{len(errors)} of {len(futures)} uploads failed, first: {errors[0]}")
-        return len(futures)
+            pending: deque[Future[None]] = deque()
+            for key, data, ctype in items:
+                pending.append(pool.submit(self.put, bucket, key, data, ctype))
+                count += 1
+                while len(pending) >= self._window():
+                    pending.popleft().result()
+            for future in pending:
+                future.result()
+        return count

@@ -144,3 +144,10 @@ def test_alert_mails_are_wired_only_when_an_address_is_set(dag):
         assert [c[:3] for c in on_failure] == [["SmtpNotifier", ["a@example.com", "b@example.com"], "mail"]], task_id
         assert bool(on_retry) == (task_id == "watch_gpu_pool")
     assert "gpu pool" in tasks["watch_gpu_pool"][1][0][3]
+
+
+def test_no_try_can_hang_forever(dag):
+    """A hung S3 call or GPU must not hold the only gpu-pool slot: every try has a timeout."""
+    limits = {t.task_id: t.execution_timeout.total_seconds() for t in dag.tasks}
+    assert limits.pop("crop_shard") == 4 * 3600
+    assert set(limits.values()) == {3600}

@@ -1,13 +1,16 @@
 """The DAG where users run it: a scheduler, the REST API, Celery workers on their queues,
 PostgreSQL, and a `gpu` pool that may be missing."""
 
+import os
 import re
+import signal
 import time
 
 import pytest
 
-from facecrop_ops import metrics
+from facecrop_ops import manifest, metrics, samples
 from facecrop_ops.local_deploy import DAG_ID
+from facecrop_ops.locations import safe_run_id
 
 from .conftest import POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS, SOURCE, assert_cropped, task_states, wait_for
 
@@ -89,3 +92,85 @@ def test_a_run_that_never_gets_a_pool_slot_ends_failed_at_the_run_timeout(stack)
     assert states["publish_csvs"] == ["skipped"] and states["watch_gpu_pool"] == ["skipped"]
     client = stack.s3.client()
     assert not client.list_objects_v2(Bucket="facecrop", Prefix="no-pool/train_face.csv").get("KeyCount")
+
+
+def _upload(stack, prefix: str, files) -> None:
+    client = stack.s3.client()
+    for key, data in files:
+        client.put_object(Bucket="facecrop", Key=prefix + key, Body=data)
+
+
+def _outputs(stack, prefix: str) -> dict[str, bytes]:
+    """Everything a run publishes under a dest (faces, CSVs), by key relative to it."""
+    client = stack.s3.client()
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket="facecrop", Prefix=prefix)
+            for o in page.get("Contents", []) if "/_facecrop/" not in o["Key"]]
+    return {k[len(prefix):]: client.get_object(Bucket="facecrop", Key=k)["Body"].read() for k in keys}
+
+
+def _manifest_rows(stack, dest_prefix: str, run_id: str):
+    key = f"{dest_prefix}_facecrop/runs/{safe_run_id(run_id)}/manifest.csv"
+    body = stack.s3.client().get_object(Bucket="facecrop", Key=key)["Body"].read().decode()
+    return [(r.source, r.status, r.crop, r.error) for r in manifest.loads(body)]
+
+
+def test_a_detect_task_killed_midway_is_retried_and_leaves_exactly_a_clean_runs_objects(stack):
+    api = stack.api()
+    api.set_paused(DAG_ID, False)
+    _upload(stack, "big/", samples.dataset(n_people=30, n_eval=12))  # 223 photos (2 unreadable), one shard
+    conf = {"source_uri": "s3://facecrop/big/", "dest_uri": "s3://facecrop/killed/", "photos_per_shard": 1000}
+    run_id = api.trigger(DAG_ID, conf)
+    client = stack.s3.client()
+
+    def running_with_faces_uploaded():
+        ti = next((t for t in api.task_instances(DAG_ID, run_id) if t["task_id"] == "crop_shard"), None)
+        if ti is None or ti["state"] != "running" or not ti["pid"]:
+            return None
+        faces = client.list_objects_v2(Bucket="facecrop", Prefix="killed/train/faces/").get("KeyCount", 0)
+        return ti if faces >= 20 else None
+
+    ti = wait_for(running_with_faces_uploaded, "crop_shard to upload its first faces", 180, every=0.2)
+    os.kill(ti["pid"], signal.SIGKILL)
+    run = api.wait_for_run(DAG_ID, run_id, 300, alive=stack.check_alive)
+    assert run["state"] == "success"
+    crop = next(t for t in api.task_instances(DAG_ID, run_id) if t["task_id"] == "crop_shard")
+    assert crop["try_number"] == 2 and crop["state"] == "success"
+
+    clean_id = api.trigger(DAG_ID, {**conf, "dest_uri": "s3://facecrop/killed-clean/"})
+    assert api.wait_for_run(DAG_ID, clean_id, 300, alive=stack.check_alive)["state"] == "success"
+    killed, clean = _outputs(stack, "killed/"), _outputs(stack, "killed-clean/")
+    assert len([k for k in clean if "/faces/" in k]) == 221
+    assert killed == clean  # no face missing, none extra, the same bytes and CSV rows
+    assert _manifest_rows(stack, "killed/", run_id) == _manifest_rows(stack, "killed-clean/", clean_id)
+
+
+def test_a_cleared_run_over_changed_photos_equals_a_fresh_run_over_them(stack):
+    api = stack.api()
+    api.set_paused(DAG_ID, False)
+    files = dict(samples.dataset(n_people=4, n_eval=3))
+    people = sorted({k.split("/")[2] for k in files if k.startswith("train/images/")})
+    _upload(stack, "changing/", ((k, v) for k, v in files.items() if people[3] not in k))  # three people first
+    conf = {"source_uri": "s3://facecrop/changing/", "dest_uri": "s3://facecrop/cleared/"}
+    run_id = api.trigger(DAG_ID, conf)
+    assert api.wait_for_run(DAG_ID, run_id, 240, alive=stack.check_alive)["state"] == "success"
+    first = _outputs(stack, "cleared/")
+
+    # Two photos replaced by other photos under the same keys, and a fourth person added.
+    def photo(person: str, cls: str) -> str:
+        return next(k for k in files if k.startswith(f"train/images/{person}/{cls}.") and files[k])
+
+    swapped = [photo(people[0], "normal"), photo(people[1], "mask2")]
+    _upload(stack, "changing/", [(swapped[0], files[photo(people[2], "normal")]), (swapped[1], files[photo(people[2], "mask1")])])
+    _upload(stack, "changing/", ((k, v) for k, v in files.items() if people[3] in k))
+    api.post(f"/dags/{DAG_ID}/dagRuns/{run_id}/clear", {"dry_run": False})
+    wait_for(lambda: api.dag_run(DAG_ID, run_id)["state"] != "success", "the cleared run to start again", 60, every=0.5)
+    assert api.wait_for_run(DAG_ID, run_id, 240, alive=stack.check_alive)["state"] == "success"
+
+    fresh_id = api.trigger(DAG_ID, {**conf, "dest_uri": "s3://facecrop/fresh/"})
+    assert api.wait_for_run(DAG_ID, fresh_id, 240, alive=stack.check_alive)["state"] == "success"
+    cleared, fresh = _outputs(stack, "cleared/"), _outputs(stack, "fresh/")
+    assert cleared == fresh
+    added = [k for k, v in files.items() if people[3] in k and v]  # the new person's readable photos
+    assert added and len([k for k in fresh if "/faces/" in k]) == len([k for k in first if "/faces/" in k]) + len(added)
+    assert any(cleared[k.replace("/images/", "/faces/")] != first[k.replace("/images/", "/faces/")] for k in swapped)
+    assert _manifest_rows(stack, "cleared/", run_id) == _manifest_rows(stack, "fresh/", fresh_id)

@@ -61,6 +61,7 @@ def test_unreadable_unknown_and_foreign_rows_are_rejected_with_reasons():
         "train/images/000009_x_y_1/mask1.jpg,1\n"
         "somewhere/else/mask1.jpg,1\n"
         ",1\n"
+        "s3://another-bucket/masks/train/images/000001_f_Asian_45/mask1.jpg,0\n"
         "train/images/000001_f_Asian_45/mask1.jpg,0\n"
     )
     out = rewrite(text)
@@ -70,6 +71,7 @@ def test_unreadable_unknown_and_foreign_rows_are_rejected_with_reasons():
         (3, "photo not found in the dataset (missing, hidden or not a photo file)"),
         (4, "path is not under an images folder of the dataset (eval/images/, train/images/)"),
         (5, "empty path"),
+        (6, "an s3:// URI outside the dataset (s3://raw-bucket/masks/): its face would not exist"),
     ]
     assert csv_rewrite.rejects_csv(out.rejects).splitlines()[:2] == [
         "csv,line,path,reason",

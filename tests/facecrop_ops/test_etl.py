@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -73,6 +74,7 @@ def test_a_missing_csv_is_named(store, bucket):
 def test_plan_writes_small_shard_refs_and_shard_key_lists(store, bucket):
     refs = etl.plan(params(bucket), RUN, store)
     assert [r["shard"] for r in refs] == list(range(len(refs))) and 2 <= len(refs) <= 4
+    assert {r["plan"] for r in refs} == {json.loads(store.get(bucket, RUN_DIR + "plan.json"))["plan_id"]}
     assert sum(r["photos"] for r in refs) == 3 * 7 + 4  # 3 eval photos + the non-image named .jpg
     plan_doc = json.loads(store.get(bucket, RUN_DIR + "plan.json"))
     assert plan_doc["skipped_hidden"] == ["train/images/000001_male_White_47/._mask1.jpg"]
@@ -92,7 +94,7 @@ def test_a_finished_shard_is_not_redone_and_a_redone_shard_writes_the_same_bytes
     assert etl.crop_shard(params(bucket), RUN, refs[0], store, workers=1) == first  # retry after success
     assert {k: s3.client().head_object(Bucket=bucket, Key=k)["LastModified"] for k in faces} == stamp
 
-    s3.client().delete_object(Bucket=bucket, Key=RUN_DIR + "shards/00000.manifest.csv")  # died before its mark
+    s3.client().delete_object(Bucket=bucket, Key=RUN_DIR + f"shards/{refs[0]['plan']}/00000.manifest.csv")  # died before its mark
     assert etl.crop_shard(params(bucket), RUN, refs[0], store, workers=1) == first
     assert {k: store.get(bucket, k) for k in faces} == before
 
@@ -199,3 +201,94 @@ def test_history_holds_each_run_once_through_clears_and_runs_finishing_meanwhile
     assert doc["run"]["settings_fingerprint"] != Settings().fingerprint()
     report = store.get(bucket, doc["run"]["report"].split(f"s3://{bucket}/")[1]).decode()
     assert f"this run and the previous one ({first})" in report and "Trend over the history" in report
+
+
+def test_a_cleared_run_over_a_changed_bucket_plans_anew_and_trusts_no_old_done_mark(store, bucket, s3):
+    p = params(bucket)
+    old = etl.plan(p, RUN, store)
+    for ref in old:
+        etl.crop_shard(p, RUN, ref, store, workers=1)
+    assert etl.plan(p, RUN, store) == old  # nothing changed: the same plan, its shards stay done
+
+    client = s3.client()
+    moved = "train/images/000001_male_White_47/normal.jpg"
+    replacement = client.get_object(Bucket=bucket, Key="raw/train/images/000002_male_White_51/normal.jpg")["Body"].read()
+    client.put_object(Bucket=bucket, Key="raw/" + moved, Body=replacement)  # same key, other photo
+    new = etl.plan(p, RUN, store)
+    assert new[0]["plan"] != old[0]["plan"] and len(new) == len(old)
+    for ref in new:
+        assert etl.crop_shard(p, RUN, ref, store, workers=1)["photos"] == ref["photos"]
+    etl.publish(p, RUN, store)
+    face = store.get(bucket, "out/" + moved.replace("/images/", "/faces/"))
+    assert face == store.get(bucket, "out/train/faces/000002_male_White_51/normal.jpg")
+
+
+def test_a_photo_deleted_after_planning_is_an_error_row_and_its_csv_row_is_rejected(store, bucket, s3):
+    p = params(bucket, photos_per_shard=100)
+    (ref,) = etl.plan(p, RUN, store)
+    s3.client().delete_object(Bucket=bucket, Key="raw/train/images/000001_male_White_47/mask2.jpg")
+    summary = etl.crop_shard(p, RUN, ref, store, workers=1)
+    assert summary["errors"] == 3
+    etl.publish(p, RUN, store)
+    rows = {r.source: r for r in manifest.loads(store.get(bucket, RUN_DIR + "manifest.csv").decode())}
+    assert rows["train/images/000001_male_White_47/mask2.jpg"].error == etl.GONE
+    rejects = store.get(bucket, RUN_DIR + "rejects.csv").decode()
+    assert f"train/images/000001_male_White_47/mask2.jpg,photo unreadable: {etl.GONE}" in rejects
+
+
+class Flaky:
+    """An S3 client whose `fail` operation answers 503 SlowDown (after boto3's retries gave up)."""
+
+    def __init__(self, client, fail):
+        self.client, self.fail = client, fail
+
+    def __getattr__(self, name):
+        from botocore.exceptions import ClientError
+
+        if name == self.fail:
+            def refuse(*args, **kwargs):
+                raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, name)
+            return refuse
+        return getattr(self.client, name)
+
+
+def test_a_throttled_download_fails_the_task_for_a_retry_instead_of_recording_errors(store, bucket, s3):
+    from botocore.exceptions import ClientError
+
+    p = params(bucket, photos_per_shard=100)
+    (ref,) = etl.plan(p, RUN, store)
+    with pytest.raises(ClientError, match="SlowDown"):
+        etl.crop_shard(p, RUN, ref, S3Store(Flaky(s3.client(), "get_object"), threads=4), workers=1)
+    assert not store.get_if_exists(bucket, RUN_DIR + f"shards/{ref['plan']}/00000.manifest.csv")  # not done: retried
+
+
+def test_a_throttled_listing_is_retried_but_a_refused_one_is_final(store, bucket, s3):
+    from botocore.exceptions import ClientError
+
+    class Paginator:
+        def __init__(self, code):
+            self.code = code
+
+        def paginate(self, **kwargs):
+            raise ClientError({"Error": {"Code": self.code, "Message": "no"}}, "ListObjectsV2")
+
+    for code, raised in (("SlowDown", ClientError), ("InternalError", ClientError), ("AccessDenied", StorageError)):
+        client = Flaky(s3.client(), None)
+        client.get_paginator = lambda name, code=code: Paginator(code)
+        with pytest.raises(raised) as err:
+            etl.plan(params(bucket), RUN, S3Store(client))
+        assert type(err.value) is raised
+
+
+def test_an_empty_csv_is_named(store, bucket, s3):
+    s3.client().put_object(Bucket=bucket, Key="raw/train_data.csv", Body=b"")
+    with pytest.raises(etl.RunError, match=re.escape(f"CSV s3://{bucket}/raw/train_data.csv is empty (0 bytes)")):
+        etl.plan(params(bucket), RUN, store)
+
+
+def test_csvs_given_by_name_and_clashing_published_names(store, bucket, s3):
+    refs = etl.plan(params(bucket, csv_uris=["train_data.csv"]), RUN, store)
+    assert json.loads(store.get(bucket, RUN_DIR + "plan.json"))["csv_uris"] == ["train_data.csv"] and refs
+    s3.client().copy_object(Bucket=bucket, Key="raw/old/train_data.csv", CopySource=f"{bucket}/raw/train_data.csv")
+    with pytest.raises(etl.RunError, match="would both be published as s3://.*/out/train_face.csv"):
+        etl.plan(params(bucket, csv_uris=["train_data.csv", "old/train_data.csv"]), RUN, store)

@@ -162,7 +162,7 @@ def _start_pool_then_hang(photos, queue):
 
     from facecrop_ops import processor
 
-    results = processor._run([photos[:4], photos[4:8]], Settings(device="cpu", batch_size=4), 2)
+    results = processor._run(iter([photos[:4], photos[4:8]]), Settings(device="cpu", batch_size=4), 2)
     next(results)  # the pool is up; report its workers and wait to be killed
     import psutil
 

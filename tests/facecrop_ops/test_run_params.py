@@ -29,3 +29,11 @@ def test_dest_inside_an_images_folder_is_refused():
 def test_crop_settings_come_from_params():
     rp = parse({"source_uri": "s3://data", "min_face_size": 40, "thresholds": [0.5, 0.6, 0.7]})
     assert rp.settings.min_face_size == 40 and rp.settings.thresholds == (0.5, 0.6, 0.7)
+
+
+def test_csvs_may_be_uris_or_names_under_the_dataset_root():
+    rp = parse({"source_uri": "s3://data/masks", "csv_uris": ["train_data.csv", "labels/extra.csv", "s3://other/x.csv"]})
+    assert rp.csv_uris == ("train_data.csv", "labels/extra.csv", "s3://other/x.csv")
+    for bad in ("/abs/x.csv", "../up.csv", "x.txt", "http://h/x.csv"):
+        with pytest.raises(ParamsError, match="csv_uris entry"):
+            parse({"source_uri": "s3://data/masks", "csv_uris": [bad]})

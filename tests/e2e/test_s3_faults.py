@@ -1,0 +1,73 @@
+"""A run through a faulty network: `airflow dags test` reaches moto's S3 server through a
+proxy of the test's own that answers a share of requests with 500, 503 SlowDown, a dropped
+connection or a slow answer. boto3's retries and then Airflow's finish the run, and its
+faces, CSVs and metrics are those of a clean run over the same photos."""
+
+import json
+import sqlite3
+from dataclasses import replace
+
+import pytest
+
+from facecrop_ops import local_run, manifest, samples
+from facecrop_ops.local_s3 import moto_server
+
+from ..faulty_s3 import Faults, faulty_proxy
+
+BUCKET = "faults-data"
+
+
+def outputs(client, prefix):
+    objects = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for o in page.get("Contents", []):
+            if "/_facecrop/" not in o["Key"]:
+                objects[o["Key"][len(prefix):]] = client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+    return objects
+
+
+def report(client, prefix, name):
+    runs = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}_facecrop/runs/")["Contents"]
+    key = next(o["Key"] for o in runs if o["Key"].endswith("/" + name))
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow")
+    faults = Faults()
+    with moto_server() as s3, faulty_proxy(s3.endpoint_url, faults) as proxy:
+        s3.upload(BUCKET, "raw/", samples.dataset(n_people=3, n_eval=3))
+        retries = {"FACECROP_RETRIES": "6", "FACECROP_RETRY_DELAY_SECONDS": "1"}
+        clean = {**local_run.airflow_env(home, s3), **retries}
+        faulty = {**local_run.airflow_env(home, replace(s3, endpoint_url=proxy)), **retries}
+        local_run.prepare_airflow(clean)
+        for env, dest in ((clean, "clean"), (faulty, "faulty")):
+            conf = {"source_uri": f"s3://{BUCKET}/raw/", "dest_uri": f"s3://{BUCKET}/{dest}/", "photos_per_shard": 8}
+            local_run.airflow(env, "dags", "test", "facecrop_etl", "--conf", json.dumps(conf), quiet=True)
+        client = s3.client()
+        with sqlite3.connect(home / "airflow.db") as db:
+            states = db.execute("select r.state, max(t.try_number) from dag_run r join task_instance t using (dag_id, run_id) "
+                                "group by r.run_id order by r.id").fetchall()
+        yield {"client": client, "faults": faults.seen, "states": states}
+
+
+def test_the_proxy_really_failed_requests_every_way(runs):
+    assert all(runs["faults"][kind] > 0 for kind in ("500", "503", "drop", "slow")), runs["faults"]
+
+
+def test_both_runs_succeeded(runs):
+    assert [state for state, _ in runs["states"]] == ["success", "success"]
+
+
+def test_faces_and_csvs_equal_a_clean_runs(runs):
+    clean, faulty = outputs(runs["client"], "clean/"), outputs(runs["client"], "faulty/")
+    assert len([k for k in clean if "/faces/" in k]) == 23
+    assert faulty == clean  # same keys under each dest, same bytes (CSV paths are relative)
+
+
+def test_metrics_and_manifest_equal_a_clean_runs(runs):
+    client = runs["client"]
+    assert json.loads(report(client, "faulty/", "metrics.json"))["classes"] == json.loads(report(client, "clean/", "metrics.json"))["classes"]
+    rows = lambda p: [(r.source, r.status, r.crop, r.error) for r in manifest.loads(report(client, p, "manifest.csv").decode())]  # noqa: E731
+    assert rows("faulty/") == rows("clean/")
