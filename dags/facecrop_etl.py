@@ -55,14 +55,10 @@ def facecrop_etl():
     @task
     def plan(params=None, run_id=None) -> list[dict]:
         """Validate params and list the dataset; fail here, before any data moves."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from facecrop_ops import etl
 
-        try:
+        with etl.fail_fast():
             return etl.plan(params, run_id, etl.open_store(params))
-        except (etl.ParamsError, etl.RunError, etl.StorageError, ValueError) as exc:
-            raise AirflowFailException(str(exc)) from None  # a retry would not fix it; S3 hiccups do retry
 
     # Mapped tasks lose their docstring in the UI, hence doc_md.
     @task(**dag_config.gpu_task_kwargs(), map_index_template="{{ shard_label }}",
@@ -74,7 +70,8 @@ def facecrop_etl():
         from facecrop_ops import etl
 
         get_current_context()["shard_label"] = f"shard {shard['shard']} ({shard['photos']} photos)"
-        return etl.crop_shard(params, run_id, shard, etl.open_store(params), workers=dag_config.CPU_WORKERS)
+        with etl.fail_fast():
+            return etl.crop_shard(params, run_id, shard, etl.open_store(params), workers=dag_config.CPU_WORKERS)
 
     # Reschedule mode holds no worker slot between pokes; backoff keeps pokes few (5 s, 10 s, ...
     # up to 5 min). Each try fails after POOL_WAIT_SECONDS more of waiting, which is how the UI
@@ -102,7 +99,8 @@ def facecrop_etl():
 
         from facecrop_ops import etl
 
-        result = etl.publish(params, run_id, etl.open_store(params))
+        with etl.fail_fast():
+            result = etl.publish(params, run_id, etl.open_store(params))
         for csv in result["csvs"]:
             outlet_events[FACE_CSVS].add(
                 Asset(csv["uri"]),
@@ -116,8 +114,9 @@ def facecrop_etl():
         """Per-class detection-miss metrics to metrics.json, history.csv, the review page, the log and Airflow metrics."""
         from facecrop_ops import etl
 
-        return etl.record_metrics(params, run_id, etl.open_store(params), run_after=dag_run.run_after,
-                                  logical_date=dag_run.logical_date)
+        with etl.fail_fast():
+            return etl.record_metrics(params, run_id, etl.open_store(params), run_after=dag_run.run_after,
+                                      logical_date=dag_run.logical_date)
 
     @task
     def check_miss_rates(doc: dict, params=None) -> None:

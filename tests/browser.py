@@ -4,6 +4,7 @@ with apt-get when missing, driven by Selenium. Nothing is downloaded by Selenium
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ def chromium() -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def artifact(name: str) -> Path:

@@ -32,14 +32,22 @@ class Faults:
     slow: float = 0.05
     slow_seconds: float = 1.5
     seed: int = 7
+    # The first N requests whose path contains a text answer 503: more than boto3's 5
+    # attempts fails the task itself, for Airflow to retry.
+    fail_first: dict[str, int] = field(default_factory=dict)
     seen: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
 
-    def draw(self) -> str:
+    def draw(self, path: str = "") -> str:
         with self._lock:
+            for text, left in self.fail_first.items():
+                if text in path and left > 0:
+                    self.fail_first[text] = left - 1
+                    self.seen["forced 503"] += 1
+                    return "503"
             x = self._random.random()
             for kind, share in (("500", self.error_500), ("503", self.slow_down_503), ("drop", self.drop), ("slow", self.slow)):
                 if x < share:
@@ -63,7 +71,7 @@ def faulty_proxy(upstream: str, faults: Faults) -> Iterator[str]:
 
         def _any(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            kind = faults.draw()
+            kind = faults.draw(self.path)
             if kind == "drop":
                 self.close_connection = True
                 self.connection.close()

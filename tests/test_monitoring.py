@@ -32,7 +32,7 @@ def compose():
 def _sent_by_the_dag(compose) -> list[str]:
     """The StatsD names record_metrics sends, with the prefix the compose file gives Airflow."""
     prefix = airflow_services(compose, ENV_FILE)["airflow-worker"].environment["AIRFLOW__METRICS__STATSD_PREFIX"]
-    classes = {c: {"images": 1, "detected": 1, "fallback": 0, "errors": 0, "miss_rate": 0.0} for c in (*CLASSES, UNLABELED, "all")}
+    classes = {c: {"images": 1, "detected": 1, "fallback": 0, "errors": 0, "rescued": 0, "miss_rate": 0.0} for c in (*CLASSES, UNLABELED, "all")}
     return [f"{prefix}.{name}" for name in metrics.gauges(classes)]
 
 
@@ -54,7 +54,7 @@ def prometheus_metrics(compose):
 
 
 def test_every_gauge_the_dag_sends_becomes_a_per_class_prometheus_metric(prometheus_metrics):
-    assert len(prometheus_metrics) == 45
+    assert len(prometheus_metrics) == 9 * len(metrics.FIELDS)
     for statsd_name, mapped in prometheus_metrics.items():
         field, cls = statsd_name.split(".")[-2:]
         assert mapped == (f"facecrop_{field}", {"class": cls}), statsd_name

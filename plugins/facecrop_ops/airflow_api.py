@@ -46,6 +46,9 @@ class AirflowApi:
     def delete(self, path: str) -> None:
         self._check(self.http.delete(f"/api/v2{path}"))
 
+    def close(self) -> None:
+        self.http.close()
+
     # --- what the UI does ---------------------------------------------------------------
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
@@ -60,9 +63,6 @@ class AirflowApi:
             self.patch(f"/pools/{name}", {"name": name, "slots": slots, "description": description})
         except ApiError:
             self.post("/pools", {"name": name, "slots": slots, "description": description})
-
-    def pools(self) -> list[str]:
-        return [p["name"] for p in self.get("/pools")["pools"]]
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self.get(f"/dags/{dag_id}/dagRuns", order_by="-run_after", limit=100)["dag_runs"]

@@ -34,7 +34,7 @@ TRANSFER_THREADS: int = int(os.environ.get("FACECROP_TRANSFER_THREADS", "16"))
 # Airflow 3.3 does not flag tasks whose pool is missing: they wait in "scheduled" forever.
 # A watcher fails a try, naming the fix, each time no shard has started for this long more;
 # it retries until a shard starts (then the run goes on by itself) or the run times out.
-POOL_WAIT_SECONDS: int = int(os.environ.get("FACECROP_POOL_WAIT_SECONDS", "1800"))
+POOL_WAIT_SECONDS: int = max(1, int(os.environ.get("FACECROP_POOL_WAIT_SECONDS", "1800")))
 
 # A run still going after this long is failed by the scheduler (its waiting tasks skipped):
 # a run that cannot produce its data (a pool that never appears, a hung worker) ends.
@@ -52,7 +52,8 @@ ALERT_FROM: str | None = os.environ.get("FACECROP_ALERT_FROM") or None
 SHARD_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_SHARD_TIMEOUT_SECONDS", str(4 * 3600)))
 TASK_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_TASK_TIMEOUT_SECONDS", "3600"))
 
-# Every task retries; a retried shard redoes only what it has not finished.
+# Every task retries; a retried shard that finished is skipped, one that did not is redone
+# whole and writes the same objects.
 RETRIES: int = int(os.environ.get("FACECROP_RETRIES", "2"))
 RETRY_DELAY_SECONDS: int = int(os.environ.get("FACECROP_RETRY_DELAY_SECONDS", "30"))
 

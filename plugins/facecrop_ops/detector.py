@@ -72,26 +72,41 @@ class Detector:
         return out
 
     def _detect_batch(self, batch: list[np.ndarray]) -> list[Detection | None]:
-        import torch
-
         if self.settings.engine == "fast":
-            from .mtcnn_fast import detect_faces
-
-            with torch.no_grad():
-                per_photo = detect_faces(
-                    np.stack(batch), self._nets,
-                    min_face_size=self.settings.min_face_size,
-                    thresholds=self.settings.thresholds,
-                    factor=self.settings.factor,
-                    device=self.device,
-                )
-            return [self._first(boxes) for boxes in per_photo]
+            return [self._first(boxes) for boxes in self._fast(batch)]
         boxes, probs = self._mtcnn.detect(batch)
         # detect() returns object arrays whose shape depends on content; go photo by photo.
         return [
             None if b is None else Detection(_box(b[0]), float(p[0]), len(b))
             for b, p in zip(list(boxes), list(probs))
         ]
+
+    def _fast(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        from .mtcnn_fast import detect_faces
+
+        with torch.no_grad():
+            return detect_faces(
+                np.stack(batch), self._nets,
+                min_face_size=self.settings.min_face_size,
+                thresholds=self.settings.thresholds,
+                factor=self.settings.factor,
+                device=self.device,
+            )
+
+    def candidates(self, images: Sequence[np.ndarray]) -> list[list[tuple[tuple[float, float, float, float], float]]]:
+        """Every face found in each image, as (box, probability): for a second pass, which
+        judges them against other evidence instead of taking the first."""
+        out = []
+        for img in images:
+            if self.settings.engine == "fast":
+                found = [(_box(b[:4]), float(b[4])) for b in self._fast([img])[0]]
+            else:
+                boxes, probs = self._mtcnn.detect([img])
+                found = [] if boxes[0] is None else [(_box(b), float(p)) for b, p in zip(boxes[0], probs[0])]
+            out.append(found)
+        return out
 
     def _first(self, boxes: np.ndarray) -> Detection | None:
         """The box facenet's `MTCNN.detect` would list first, chosen by the same numpy calls."""

@@ -18,11 +18,12 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from . import csv_rewrite, history, manifest, metrics, report
+from . import csv_rewrite, manifest, metrics
 from .locations import REPORTS_DIR, S3Location, face_rel, parse_s3_uri, published_csv_name, run_dir, split_images_root
 from .manifest import ERROR, ManifestRow
 from .naming import content_type, photo_class
@@ -42,6 +43,19 @@ HISTORY = "_facecrop/history.csv"  # under dest_uri
 
 class RunError(RuntimeError):
     """The run cannot go on (no photos, missing CSV, lost shard); the message says why."""
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """End a task at once, without retries, on errors a retry cannot fix (bad params, a missing
+    CSV, bucket or shard, access refused): their message names the fix. Everything else (S3
+    throttling, timeouts, a lost worker) is left to Airflow's retries."""
+    try:
+        yield
+    except (ParamsError, RunError, StorageError, ValueError) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
 
 
 def open_store(params: Mapping[str, Any]) -> S3Store:
@@ -166,8 +180,7 @@ def crop_shard(
                 yield Photo(rel, face_rel(*split_images_root(rel)), data=data)
 
     def faces() -> Iterator[tuple[str, bytes, str]]:
-        for result in crop_photos(photos(), settings, total=len(keys), on_done=lambda part: cropped.advance(len(part)),
-                                  workers=n_workers):
+        for result in crop_photos(photos(), settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers):
             rows.append(result.row)
             if result.face is not None:
                 yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)
@@ -234,6 +247,8 @@ def record_metrics(
 ) -> dict[str, Any]:
     """Per-class metrics from the run's manifest to metrics.json, the history, the review page,
     the task log and Airflow metrics. Returns metrics.json's document."""
+    from . import history  # pandas and matplotlib load here, not in every task that imports etl
+
     rp = parse(params)
     rd = run_dir(rp.dest, run_id)
     rows = manifest.loads(store.get(rd.bucket, rd.key("manifest.csv")).decode())
@@ -267,8 +282,11 @@ def _rebuild_history(dest: S3Location, store: S3Store) -> Any:
     """history.csv from every run's metrics.json under dest. After writing, list again: a run
     that finished meanwhile is folded in by a new round (its own rebuild may have read the
     listing before this run's metrics existed), so the last write holds every run."""
+    from . import history
+
     runs_root = dest.child(REPORTS_DIR)
-    seen: set[str] = set()
+    seen: set[str] | None = None
+    past = history.frame([])
     for _ in range(5):
         keys = {k for k in store.list(runs_root, "dest_uri") if k.endswith("/metrics.json")}
         if keys == seen:
@@ -287,6 +305,7 @@ def _rebuild_history(dest: S3Location, store: S3Store) -> Any:
 
 
 def _report(doc: Mapping[str, Any], rows: list[ManifestRow], past: Any, rp: RunParams, store: S3Store) -> str:
+    from . import history, report
     from .imaging import BadPhoto, thumbnail
 
     sheets = report.sheets(rows)

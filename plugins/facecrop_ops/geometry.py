@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -57,3 +58,27 @@ def fallback_box(width: int, height: int, size: tuple[int, int] = (256, 340)) ->
     crop_w, crop_h = min(size[0], width), min(size[1], height)
     x1, y1 = (width - crop_w) // 2, (height - crop_h) // 2
     return Box(x1, y1, x1 + crop_w, y1 + crop_h)
+
+
+FaceBox = tuple[float, float, float, float]  # a detector's float box, x1, y1, x2, y2
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes (0 when either is empty)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def scale_box(box: Sequence[float], from_size: tuple[int, int], to_size: tuple[int, int]) -> FaceBox:
+    """A box on a W x H photo, placed on a photo of another size (same framing)."""
+    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+
+def median_box(boxes: Sequence[Sequence[float]]) -> FaceBox:
+    """Each coordinate's median: one stray box does not move it."""
+    x1, y1, x2, y2 = (statistics.median(b[i] for b in boxes) for i in range(4))
+    return (x1, y1, x2, y2)

@@ -16,7 +16,7 @@ from .metrics import ALL
 from .naming import CLASSES, UNLABELED
 
 RUN_FIELDS = ["run_id", "run_after", "logical_date", "source_uri", "engine", "settings_fingerprint"]
-COUNTS = ["images", "detected", "fallback", "errors"]
+COUNTS = ["images", "detected", "fallback", "rescued", "errors"]
 COLUMNS = [*RUN_FIELDS, "class", *COUNTS, "miss_rate"]
 CLASS_ORDER = [*CLASSES, UNLABELED, ALL]
 
@@ -25,7 +25,7 @@ def frame(docs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """History rows from metrics.json documents ({"run": {...}, "classes": {...}}), oldest
     run first (by when it was due to run, then run id), classes in the dataset's order."""
     rows = [
-        {**{k: doc["run"].get(k) for k in RUN_FIELDS}, "class": name, **{k: m.get(k) for k in (*COUNTS, "miss_rate")}}
+        {**{k: doc["run"].get(k) for k in RUN_FIELDS}, "class": name, **{k: m.get(k, 0) for k in COUNTS}, "miss_rate": m.get("miss_rate")}
         for doc in docs
         for name, m in doc["classes"].items()
     ]

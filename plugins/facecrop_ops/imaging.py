@@ -99,6 +99,8 @@ def pixel_count(source: bytes | str | None) -> int:
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             width, height = im.size
-    except Exception:  # noqa: BLE001 - not an image (decoding will say why), or a bomb
+    except Image.DecompressionBombError:
+        return 10**12  # more than any bound: held alone
+    except Exception:  # noqa: BLE001 - not an image (decoding will say why)
         return 0
     return width * height

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from typing import Any
 
 from . import compose, samples
 from .airflow_api import AirflowApi, ApiError
+from .local_run import airflow_bin
 from .local_s3 import LocalS3, free_port, moto_server
 from .local_services import LOCALHOST, Process, StatsdSink, postgres, redis, statsd_sink, wait_until
 
@@ -55,11 +57,14 @@ class Stack:
     api_url: str
     s3: LocalS3
     statsd: StatsdSink  # receives what Airflow sends the compose file's StatsD exporter
-    env: dict[str, str]
     processes: list[Process] = field(default_factory=list)
+    _api: AirflowApi | None = None
 
     def api(self) -> AirflowApi:
-        return AirflowApi(self.api_url)
+        """The REST API as an admin (one client, closed with the stack)."""
+        if self._api is None:
+            self._api = AirflowApi(self.api_url)
+        return self._api
 
     def check_alive(self) -> None:
         for p in self.processes:
@@ -97,7 +102,7 @@ def service_env(svc: compose.Service, hosts: Mapping[str, str], home: Path, extr
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
         AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        PATH=f"{airflow_bin().parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     env.update({k: compose.localize(v, hosts, paths) for k, v in svc.environment.items()})
     # StatsD's host and port are two settings, not a URL: point them at what plays the exporter.
@@ -112,7 +117,7 @@ def _argv(svc: compose.Service, fills: Mapping[str, str]) -> list[str]:
     if svc.entrypoint:  # airflow-init: its own bash script
         return [*svc.entrypoint, *svc.command]
     flags = next((f for cmd, f in LOCAL_FLAGS.items() if " ".join(svc.command).startswith(cmd)), [])
-    return [str(Path(sys.executable).parent / "airflow"), *svc.command, *(f.format(**fills) for f in flags)]
+    return [str(airflow_bin()), *svc.command, *(f.format(**fills) for f in flags)]
 
 
 @contextmanager
@@ -134,6 +139,8 @@ def deployed_airflow(
     home, logs = workdir / "airflow", workdir / "service-logs"
     home.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        if own_workdir:
+            stack.callback(shutil.rmtree, workdir, True)
         s3 = stack.enter_context(moto_server())
         pg = stack.enter_context(postgres(logs))
         redis_port = stack.enter_context(redis(logs))
@@ -145,22 +152,25 @@ def deployed_airflow(
         defined = compose.airflow_services(compose_file(), _variables(pg.password, s3, settings or {}), profiles=("gpu",))
         if dataset is not None:
             s3.upload(DATASET_BUCKET, DATASET_PREFIX, dataset)
-        running = Stack(home, f"http://{LOCALHOST}:{api_port}", s3, statsd, {})
+        running = Stack(home, f"http://{LOCALHOST}:{api_port}", s3, statsd)
         stack.callback(lambda: [p.stop() for p in reversed(running.processes)])
+        stack.callback(lambda: running._api and running._api.close())
         for name in (INIT, *services):
             svc = defined[name]
             env = service_env(svc, hosts, home, extra_env or {})
             process = Process(name, _argv(svc, {"api_port": str(api_port), "service": name}), logs / f"{name}.log", env, cwd=home)
-            if name == INIT:
-                running.env = env
-                if process.popen.wait(timeout) != 0:
-                    raise RuntimeError(f"{INIT} failed; end of {process.log}:\n{process.log_tail()}")
-                continue
             running.processes.append(process)
+            if name == INIT:
+                try:
+                    code = process.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    code = None
+                running.processes.remove(process)
+                process.stop()
+                if code != 0:
+                    raise RuntimeError(f"{INIT} failed ({code}); end of {process.log}:\n{process.log_tail()}")
         _wait_ready(running, timeout)
         yield running
-    if own_workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _wait_ready(stack: Stack, timeout: float) -> None:

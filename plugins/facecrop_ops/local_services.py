@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .local_s3 import free_port
 
 LOCALHOST = "127.0.0.1"
+T = TypeVar("T")
 
 
 class ServiceError(RuntimeError):
@@ -54,10 +56,20 @@ class Process:
         if not self.alive():
             raise ServiceError(f"{self.name} exited with code {self.popen.returncode}; end of {self.log}:\n{self.log_tail()}")
 
+    def group_alive(self) -> bool:
+        """Whether anything of its process group is still running."""
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # a member runs as another user (runuser's postgres): still there
+            return True
+        return True
+
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM to the program itself, so it shuts down its own children in order (warm
-        shutdown for Celery, fast shutdown for PostgreSQL); then SIGKILL whatever is left
-        of its process group."""
+        shutdown for Celery, smart shutdown for PostgreSQL once its clients are gone); then
+        SIGKILL whatever is left of its process group."""
         try:
             self.popen.terminate()
             self.popen.wait(timeout)
@@ -70,16 +82,20 @@ class Process:
         self.popen.wait(10)
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float, watch: Sequence[Process] = (), every: float = 0.5) -> None:
-    """Poll `check` until true; fail fast with the log of a watched process that died."""
+def wait_until(check: Callable[[], T], what: str, timeout: float, watch: Sequence[Process] = (), every: float = 0.5,
+               tolerate: tuple[type[BaseException], ...] = (Exception,)) -> T:
+    """Poll `check` until it returns something true, and return that; fail fast with the log
+    of a watched process that died. Errors of the `tolerate` kinds mean "not ready yet"
+    (connection refused, 503...)."""
     deadline = time.monotonic() + timeout
     while True:
         for p in watch:
             p.check()
         try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not ready yet (connection refused, 503...)
+            value = check()
+            if value:
+                return value
+        except tolerate:
             pass
         if time.monotonic() > deadline:
             raise ServiceError(f"timed out after {timeout:.0f} s waiting for {what}")
@@ -123,9 +139,6 @@ class Postgres:
     user: str
     password: str = ""
 
-    def url(self, database: str, driver: str = "postgresql+psycopg2") -> str:
-        return f"{driver}://{self.user}:{self.password}@{LOCALHOST}:{self.port}/{database}"
-
 
 @contextmanager
 def postgres(log_dir: Path, user: str = "airflow", password: str | None = None, database: str = "airflow") -> Iterator[Postgres]:
@@ -146,6 +159,7 @@ def postgres(log_dir: Path, user: str = "airflow", password: str | None = None, 
                            "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"], capture_output=True, text=True)
     pwfile.unlink()
     if done.returncode != 0:
+        shutil.rmtree(data, ignore_errors=True)
         raise ServiceError(f"initdb failed: {done.stderr[-2000:]}")
     port = free_port()
     server = Process("postgres", [*sudo, str(bindir / "postgres"), "-D", str(cluster), "-p", str(port), "-k", str(data),
@@ -194,15 +208,19 @@ class StatsdSink:
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((LOCALHOST, 0))
+        self.sock.settimeout(0.2)  # so the thread sees close() soon
+        self.closed = False
         self.port: int = self.sock.getsockname()[1]
         self.lines: list[str] = []
         self._thread = threading.Thread(target=self._receive, name="statsd-sink", daemon=True)
         self._thread.start()
 
     def _receive(self) -> None:
-        while True:
+        while not self.closed:
             try:
                 data = self.sock.recv(65535)
+            except TimeoutError:
+                continue
             except OSError:  # closed
                 return
             self.lines.extend(line for line in data.decode(errors="replace").splitlines() if line)
@@ -218,6 +236,8 @@ class StatsdSink:
         return out
 
     def close(self) -> None:
+        self.closed = True
+        self._thread.join(5)
         self.sock.close()
 
 

@@ -12,10 +12,15 @@ COLUMNS = (
     "source", "output", "class", "status", "prob",
     "box_x1", "box_y1", "box_x2", "box_y2",
     "crop_x1", "crop_y1", "crop_x2", "crop_y2",
-    "error", "faces",
+    "error", "faces", "method",
 )
 DETECTED, FALLBACK, ERROR = "detected", "fallback", "error"
 STATUSES = (DETECTED, FALLBACK, ERROR)
+# What produced a crop. status says what the first detection pass found (fallback = a miss);
+# method says how the crop was then made: the detection, a guarded second pass, a sibling's
+# box, or the centre box. Error rows have none.
+MTCNN, SECOND_PASS, SIBLING, CENTRE = "mtcnn", "second_pass", "sibling", "centre"
+METHODS = (MTCNN, SECOND_PASS, SIBLING, CENTRE)
 
 
 @dataclass(frozen=True)
@@ -25,10 +30,11 @@ class ManifestRow:
     photo_class: str
     status: str
     prob: float | None = None
-    box: tuple[float, float, float, float] | None = None  # the detector's float box
+    box: tuple[float, float, float, float] | None = None  # the float face box the crop was built on
     crop: tuple[int, int, int, int] | None = None  # the integer box actually cropped
     error: str = ""
     faces: int = 0  # faces MTCNN found; the crop uses the first
+    method: str = ""  # one of METHODS; "" for error rows
 
     def record(self) -> dict[str, str]:
         box = self.box or ("",) * 4
@@ -43,6 +49,7 @@ class ManifestRow:
             **{f"crop_{k}": str(v) for k, v in zip(("x1", "y1", "x2", "y2"), crop)},
             "error": self.error,
             "faces": str(self.faces),
+            "method": self.method,
         }
 
     @classmethod
@@ -62,6 +69,7 @@ class ManifestRow:
             crop=None if crop is None else tuple(int(v) for v in crop),
             error=rec["error"],
             faces=int(rec.get("faces") or 0),
+            method=rec.get("method") or "",
         )
 
 

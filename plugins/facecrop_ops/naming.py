@@ -21,6 +21,16 @@ def is_photo_name(path: str) -> bool:
     return PurePosixPath(path).suffix.lower() in PHOTO_EXTENSIONS
 
 
+def person_folder(path: str) -> str | None:
+    """A class-named photo's folder below an images folder (train/images/<person>/): one
+    person's sitting, whose photos may lend each other their face box. None for photos
+    directly in an images folder (eval/images/<hash>.jpg are strangers) or without a class."""
+    parent = PurePosixPath(path).parent
+    if photo_class(path) == UNLABELED or parent.name in ("", "images"):
+        return None
+    return str(parent)
+
+
 def photo_class(path: str) -> str:
     """A train photo's class is its file stem (mask1..mask5, incorrect_mask, normal); eval
     photos and anything else are `unlabeled`."""

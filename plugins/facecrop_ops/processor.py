@@ -19,21 +19,22 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from .detector import Detection, Detector, resolve_device
-from .geometry import Box, fallback_box, padded_box
+from .geometry import Box, FaceBox, fallback_box, padded_box
 from .imaging import BadPhoto, cut_face, decode_rgb, encode_face, pixel_count
-from .manifest import DETECTED, ERROR, FALLBACK, ManifestRow
-from .naming import photo_class
+from .manifest import CENTRE, DETECTED, ERROR, FALLBACK, MTCNN, SECOND_PASS, SIBLING, ManifestRow
+from .naming import person_folder, photo_class
+from .rescue import Found, agreeing, auto_fallback_size, reference_box
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Photo:
 class CropResult:
     row: ManifestRow
     face: bytes | None  # the encoded face file; None for error rows
+    pending: bool = False  # a centre crop waiting for the run's detections to size it (fallback_size auto)
 
 
 @dataclass
@@ -71,6 +73,21 @@ class _Decoded:
     photo: Photo
     rgb: np.ndarray | None
     error: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.rgb.shape[:2]
+        return w, h
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """The face box a crop is built on (None: the centre box) and what produced it."""
+
+    box: FaceBox | None
+    method: str
+    prob: float | None = None
+    faces: int = 0
 
 
 def plan_workers(settings: Settings, n_photos: int) -> int:
@@ -91,23 +108,41 @@ def _chunk_size(settings: Settings) -> int:
 
 # A process decodes a chunk ahead of the one it detects and encodes the one before, so chunks
 # are bounded by pixels as well as by count: 16 portraits of 384 x 512 (3 MP) make a chunk, a
-# 12-megapixel phone photo makes one alone, and a worker holds a few photos' pixels, not 48.
+# 12-megapixel phone photo shares one with a few megapixels more at most, and a worker holds
+# a few photos' pixels, not 48.
 CHUNK_PIXELS = 16_000_000
 
 
 def _chunks(photos: Iterable[Photo], settings: Settings) -> Iterator[list[Photo]]:
+    """Chunks of at most `_chunk_size` photos and CHUNK_PIXELS; when a crop may depend on its
+    person's other photos, a person folder is never split (it may then exceed both)."""
     size = _chunk_size(settings)
     chunk: list[Photo] = []
     pixels = 0
-    for photo in photos:
-        n = photo.pixels()
-        if chunk and (len(chunk) == size or pixels + n > CHUNK_PIXELS):
+    for group in _groups(photos, settings.uses_siblings):
+        n = sum(p.pixels() for p in group)
+        if chunk and (len(chunk) + len(group) > size or pixels + n > CHUNK_PIXELS):
             yield chunk
             chunk, pixels = [], 0
-        chunk.append(photo)
+        chunk.extend(group)
         pixels += n
     if chunk:
         yield chunk
+
+
+def _groups(photos: Iterable[Photo], whole_folders: bool) -> Iterator[list[Photo]]:
+    """Photos one by one, or consecutive photos of one person folder together."""
+    group: list[Photo] = []
+    folder = None
+    for photo in photos:
+        this = person_folder(photo.source) if whole_folders else None
+        if group and (this is None or this != folder):
+            yield group
+            group = []
+        group.append(photo)
+        folder = this
+    if group:
+        yield group
 
 
 class _Cropper:
@@ -116,6 +151,7 @@ class _Cropper:
     def __init__(self, settings: Settings, threads: int) -> None:
         self.settings = settings
         self.detector = Detector(settings)
+        self.relaxed = Detector(replace(settings, thresholds=settings.second_pass_thresholds)) if settings.second_pass else None
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facecrop-io")
 
     def _decode(self, photo: Photo) -> _Decoded:
@@ -151,34 +187,45 @@ class _Cropper:
         it = iter(found)
         return [next(it) if d.rgb is not None else None for d in decoded]
 
-    def _render(self, d: _Decoded, found: Detection | None | str) -> CropResult:
-        photo, s = d.photo, self.settings
-        cls = photo_class(photo.source)
-        if d.rgb is None or isinstance(found, str):
-            return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=d.error or str(found)), None)
-        h, w = d.rgb.shape[:2]
-        box: Box | None = None
-        if found is not None:
-            box = padded_box(found.box, w, h, s.margins)
-        status = DETECTED
-        if box is None or box.empty:
-            status, box = FALLBACK, fallback_box(w, h, (s.fallback_width, s.fallback_height))
-        try:
-            face = cut_face(d.rgb, box, (s.output_width, s.output_height), s.interpolation)
-            data = encode_face(face, photo.output, s.jpeg_quality)
-        except Exception as exc:  # noqa: BLE001 - recorded in the manifest
-            return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=f"cannot write face: {exc}"[:200]), None)
-        row = ManifestRow(
-            source=photo.source,
-            output=photo.output,
-            photo_class=cls,
-            status=status,
-            prob=None if found is None else found.prob,
-            box=None if found is None else found.box,
-            crop=tuple(box),
-            faces=0 if found is None else found.faces,
-        )
-        return CropResult(row, data)
+    def _choose(self, decoded: list[_Decoded], found: list[Detection | None | str]) -> list[_Choice | str | None]:
+        """Each photo's face box: its detection; for a miss, a guarded second pass or a
+        sibling's box when those options are on (a chunk holds whole person folders then),
+        else the centre box. Errors stay as they are (a reason, or None for unreadable)."""
+        s = self.settings
+        choices: list[_Choice | str | None] = [
+            f if isinstance(f, str) or d.rgb is None
+            else _Choice(None, CENTRE) if f is None else _Choice(f.box, MTCNN, f.prob, f.faces)
+            for d, f in zip(decoded, found)
+        ]
+        if not s.uses_siblings:
+            return choices
+        folders: dict[str, list[int]] = defaultdict(list)
+        for i, d in enumerate(decoded):
+            folder = person_folder(d.photo.source)
+            if folder is not None and isinstance(choices[i], _Choice):
+                folders[folder].append(i)
+        references: dict[int, FaceBox] = {}
+        for members in folders.values():
+            siblings = [Found(photo_class(decoded[i].photo.source), choices[i].box, decoded[i].size)
+                        for i in members if choices[i].method == MTCNN]
+            for i in members:
+                if choices[i].method == CENTRE:
+                    ref = reference_box(siblings, decoded[i].size)
+                    if ref is not None:
+                        references[i] = ref
+        for i, ref in references.items():
+            if self.relaxed is not None:
+                try:
+                    (candidates,) = self.relaxed.candidates([decoded[i].rgb])
+                except Exception:  # noqa: BLE001 - a failed second look leaves the first answer
+                    candidates = []
+                hit = agreeing(candidates, ref, s.second_pass_min_iou)
+                if hit is not None:
+                    choices[i] = _Choice(hit[0], SECOND_PASS, hit[1])
+                    continue
+            if s.fallback == "sibling":
+                choices[i] = _Choice(ref, SIBLING)
+        return choices
 
     def run(self, chunks: Iterable[Sequence[Photo]]) -> Iterator[list[CropResult]]:
         """Decode chunk i+1 and encode chunk i-1 in threads while chunk i is detected."""
@@ -195,8 +242,8 @@ class _Cropper:
         while decoding:
             start_decoding()
             decoded = [f.result() for f in decoding.popleft()]
-            detections = self._detect(decoded)
-            rendering.append([self.pool.submit(self._render, d, f) for d, f in zip(decoded, detections)])
+            choices = self._choose(decoded, self._detect(decoded))
+            rendering.append([self.pool.submit(_render, d, c, self.settings) for d, c in zip(decoded, choices)])
             if len(rendering) > 1:
                 yield [f.result() for f in rendering.popleft()]
         while rendering:
@@ -204,6 +251,39 @@ class _Cropper:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+def _render(d: _Decoded, choice: _Choice | str | None, s: Settings) -> CropResult:
+    """The manifest row and face file of one photo. `status` says what the first detection
+    found (a miss is `fallback`); `method` how the crop was made."""
+    photo = d.photo
+    cls = photo_class(photo.source)
+    if d.rgb is None or not isinstance(choice, _Choice):
+        return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=d.error or str(choice)), None)
+    w, h = d.size
+    method = choice.method
+    box: Box | None = None if choice.box is None else padded_box(choice.box, w, h, s.margins)
+    if box is None or box.empty:
+        method, box = CENTRE, fallback_box(w, h, (s.fallback_width, s.fallback_height))
+    row = ManifestRow(
+        source=photo.source,
+        output=photo.output,
+        photo_class=cls,
+        status=DETECTED if method == MTCNN else FALLBACK,
+        prob=choice.prob,
+        box=choice.box,
+        crop=None,
+        faces=choice.faces,
+        method=method,
+    )
+    if method == CENTRE and s.fallback_size == "auto":
+        return CropResult(row, None, pending=True)
+    try:
+        face = cut_face(d.rgb, box, (s.output_width, s.output_height), s.interpolation)
+        data = encode_face(face, photo.output, s.jpeg_quality)
+    except Exception as exc:  # noqa: BLE001 - recorded in the manifest
+        return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=f"cannot write face: {exc}"[:200]), None)
+    return CropResult(replace(row, crop=tuple(box)), data)
 
 
 _WORKER: _Cropper | None = None
@@ -261,21 +341,66 @@ def crop_photos(
     photos: Iterable[Photo],
     settings: Settings,
     *,
-    total: int | None = None,
     on_done: Callable[[list[CropResult]], None] | None = None,
     workers: int | None = None,
+    reread: Callable[[Photo], bytes] | None = None,
 ) -> Iterator[CropResult]:
     """Yield one CropResult per photo, in input order. Photos are taken from `photos` only as
     chunks are started (a few per worker), so a lazy iterable of downloads is held a window at
-    a time, never whole; `total` sizes the worker pool when `photos` has no len(). `on_done`
+    a time, never whole (give `workers` then: it has no len() to plan them by). `on_done`
     sees each finished chunk (for progress). Settings are checked first, so a bad value fails
-    before any photo."""
+    before any photo.
+
+    With fallback_size "auto", centre crops wait until every photo is detected (the mean
+    padded crop sizes the centre box) and come last; their photos are read again then, with
+    `reread` (from S3, say) or from the Photo itself."""
     settings.check()
-    n_workers = workers or plan_workers(settings, len(photos) if total is None else total)  # type: ignore[arg-type]
-    for part in _run(_chunks(photos, settings), settings, n_workers):
+    n_workers = workers or plan_workers(settings, len(photos))  # type: ignore[arg-type]
+    deferring = settings.fallback_size == "auto"
+    in_flight: dict[str, Photo] = {}
+    pending: list[tuple[CropResult, Photo]] = []
+    detected: list[Box] = []
+
+    def tracked() -> Iterator[Photo]:
+        for photo in photos:
+            if deferring:  # what is needed to read it again, its bytes only when there is no other way
+                in_flight[photo.source] = photo if reread is None and photo.path is None else replace(photo, data=None)
+            yield photo
+
+    for part in _run(_chunks(tracked(), settings), settings, n_workers):
+        done = []
+        for result in part:
+            photo = in_flight.pop(result.row.source, None)
+            if result.pending:
+                pending.append((result, photo))
+                continue
+            done.append(result)
+            if result.row.status == DETECTED:
+                detected.append(Box(*result.row.crop))
         if on_done is not None:
-            on_done(part)
-        yield from part
+            on_done(done)
+        yield from done
+    if pending:
+        width, height = auto_fallback_size(detected) or (settings.fallback_width, settings.fallback_height)
+        log.info("%d centre crop(s) sized %dx%d: 1.2 x the mean padded crop of %d detection(s)",
+                 len(pending), width, height, len(detected))
+        sized = replace(settings, fallback_width=width, fallback_height=height, fallback_size="fixed")
+        done = [_finish_centre(result, photo, sized, reread) for result, photo in pending]
+        if on_done is not None:
+            on_done(done)
+        yield from done
+
+
+def _finish_centre(result: CropResult, photo: Photo, sized: Settings, reread: Callable[[Photo], bytes] | None) -> CropResult:
+    """A deferred centre crop, now that its size is known."""
+    try:
+        decoded = _Decoded(photo, decode_rgb(reread(photo) if reread is not None else photo.read()))
+    except BadPhoto as exc:
+        decoded = _Decoded(photo, None, str(exc))
+    except OSError as exc:
+        decoded = _Decoded(photo, None, f"cannot read: {exc.strerror or exc}")
+    row = result.row
+    return _render(decoded, _Choice(row.box, CENTRE, row.prob, row.faces), sized)
 
 
 def _run(chunks: Iterator[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:
@@ -294,6 +419,9 @@ def _run(chunks: Iterator[Sequence[Photo]], settings: Settings, n_workers: int) 
     pids: set[int] = set()
     with _children_allowed(), ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
                                                   initargs=(settings, os.getpid())) as pool:
+        # Fork every worker now, before the first chunk is pulled: pulling it may start download
+        # threads, and a fork while they hold locks can deadlock the child.
+        pool.submit(os.getpid).result()
         # Two chunks in flight per worker keeps them busy without holding every photo at once.
         pending = deque(pool.submit(_run_chunk, chunk) for chunk in islice(chunks, n_workers * 2))
         while pending:

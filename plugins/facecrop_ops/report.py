@@ -104,7 +104,7 @@ def _tile(row: ManifestRow, thumb: bytes | None) -> str:
     label = html.escape(row.source)
     if row.status == ERROR:
         return f'<figure class="error"><figcaption><b>{label}</b><br>{html.escape(row.error)}</figcaption></figure>'
-    caption = f"p={row.prob:.3f}" if row.prob is not None else "no face"
+    caption = (f"p={row.prob:.3f}" if row.prob is not None else "no face") + (f" ({row.method})" if row.status == FALLBACK else "")
     img = f'<img alt="{label}" src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}">' if thumb else ""
     return f"<figure>{img}<figcaption>{label}<br>{caption}</figcaption></figure>"
 
@@ -122,15 +122,15 @@ def render(run: Mapping[str, Any], classes: Mapping[str, Mapping[str, Any]], bar
                    for k in ("run_id", "run_after", "logical_date", "source_uri", "dest_uri", "engine", "settings_fingerprint"))
     table = "".join(
         f'<tr class="{"all" if name == "all" else ""}"><td>{e(name)}</td><td>{m["images"]}</td><td>{m["detected"]}</td>'
-        f'<td>{m["fallback"]}</td><td>{m["errors"]}</td><td>{_pct(m["miss_rate"])}</td></tr>'
+        f'<td>{m["fallback"]}</td><td>{m.get("rescued", 0)}</td><td>{m["errors"]}</td><td>{_pct(m["miss_rate"])}</td></tr>'
         for name, m in classes.items()
     )
     parts = [
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>facecrop report {e(run['run_id'])}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>facecrop: detection misses for run {e(run['run_id'])}</h1><table class=meta>{meta}</table>",
-        "<h2>Per class</h2><p class=note>miss rate = fallback / (detected + fallback); unreadable photos are errors, not misses.</p>",
-        "<table id=per-class><thead><tr><th>class</th><th>images</th><th>detected</th><th>fallback</th><th>errors</th>"
+        "<h2>Per class</h2><p class=note>miss rate = fallback / (detected + fallback), from the first detection pass; rescued: misses cropped from a second pass or a sibling's box; unreadable photos are errors, not misses.</p>",
+        "<table id=per-class><thead><tr><th>class</th><th>images</th><th>detected</th><th>fallback</th><th>rescued</th><th>errors</th>"
         f"<th>miss rate</th></tr></thead><tbody>{table}</tbody></table>",
         f"<h2>Miss rate, this run{' and the previous one (' + e(previous_run) + ')' if previous_run else ''}</h2>",
         f'<img class=chart alt="miss rate per class" src="{bar_png}">',

@@ -12,6 +12,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any, NamedTuple
 
@@ -44,14 +45,19 @@ _NO_BUCKET = ("NoSuchBucket",)
 _REFUSED = ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled")
 
 
-def _final(exc: Exception, bucket: str, what: str) -> Exception:
-    """A StorageError naming the fix for what a retry cannot fix; the error itself otherwise."""
-    code = _code(exc)
-    if code in _NO_BUCKET:
-        return StorageError(f"bucket {bucket!r} does not exist: check {what} and the connection's endpoint")
-    if code in _REFUSED:
-        return StorageError(f"access to bucket {bucket!r} was refused ({code}): check the credentials of the aws connection")
-    return exc
+@contextmanager
+def _refusals_are_final(bucket: str, what: str) -> Iterator[None]:
+    """Turn what a retry cannot fix (no such bucket, access refused) into a StorageError that
+    names the fix; let everything else through as it is, for a retry."""
+    try:
+        yield
+    except Exception as exc:
+        code = _code(exc)
+        if code in _NO_BUCKET:
+            raise StorageError(f"bucket {bucket!r} does not exist: check {what} and the connection's endpoint") from exc
+        if code in _REFUSED:
+            raise StorageError(f"access to bucket {bucket!r} was refused ({code}): check the credentials of the aws connection") from exc
+        raise
 
 
 class S3Object(NamedTuple):
@@ -68,14 +74,9 @@ class S3Store:
     def objects(self, loc: S3Location, what: str = "the URI") -> list[S3Object]:
         """Every object under the location, with its ETag and size."""
         out = []
-        try:
+        with _refusals_are_final(loc.bucket, what):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix):
                 out.extend(S3Object(o["Key"], o.get("ETag", "").strip('"'), o.get("Size", 0)) for o in page.get("Contents", []))
-        except Exception as exc:  # botocore's ClientError and connection errors
-            final = _final(exc, loc.bucket, what)
-            if final is exc:
-                raise
-            raise final from exc
         return out
 
     def list(self, loc: S3Location, what: str = "the URI") -> list[str]:
@@ -83,23 +84,26 @@ class S3Store:
         return [o.key for o in self.objects(loc, what)]
 
     def get(self, bucket: str, key: str) -> bytes:
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with _refusals_are_final(bucket, "the run's URIs"):
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
     def get_if_exists(self, bucket: str, key: str, first_bytes: int | None = None) -> bytes | None:
         """The object (or its first bytes, e.g. a CSV's header), or None when there is none:
         one request where exists() then get() would take two."""
         extra = {"Range": f"bytes=0-{first_bytes - 1}"} if first_bytes else {}
-        try:
-            return self.client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
-        except Exception as exc:
-            if _code(exc) in NOT_FOUND:
-                return None
-            if _code(exc) == "InvalidRange":  # a ranged read of an empty object
-                return b""
-            raise
+        with _refusals_are_final(bucket, "the run's URIs"):
+            try:
+                return self.client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+            except Exception as exc:
+                if _code(exc) in NOT_FOUND:
+                    return None
+                if _code(exc) == "InvalidRange":  # a ranged read of an empty object
+                    return b""
+                raise
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        with _refusals_are_final(bucket, "dest_uri"):
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
 
     def put_text(self, bucket: str, key: str, text: str, content_type: str = "text/csv") -> None:
         self.put(bucket, key, text.encode(), content_type)

@@ -17,6 +17,8 @@ from typing import Any
 
 INTERPOLATIONS = ("area", "linear", "cubic", "nearest", "lanczos")
 ENGINES = ("fast", "facenet")
+FALLBACKS = ("centre", "sibling")
+FALLBACK_SIZES = ("fixed", "auto")
 
 
 class SettingsError(ValueError):
@@ -59,6 +61,20 @@ class Settings:
     # "fast": our exact re-implementation of MTCNN.detect (same crop boxes, ~1.7x faster on
     # CPUs); "facenet": facenet-pytorch's own MTCNN.detect.
     engine: str = "fast"
+    # Where MTCNN misses (masked faces, mostly). "centre": the reference's centre box.
+    # "sibling": the face box of the same person's detected photos (one sitting, so the face
+    # is nearly where it was), the centre box only when none was detected.
+    fallback: str = "centre"
+    # The centre box: "fixed" is fallback_width x fallback_height; "auto" is 1.2 x the mean
+    # padded crop of the detections around it (the shard's; the CLI's whole run), which is how
+    # the reference's 256 x 340 was derived, for photos that are not 384 x 512.
+    fallback_size: str = "fixed"
+    # Missed photos are detected again with relaxed thresholds; a box is taken only when it
+    # agrees with the same person's detected faces (IoU >= second_pass_min_iou), so a "face"
+    # on a shirt or the background is never cropped.
+    second_pass: bool = False
+    second_pass_thresholds: tuple[float, float, float] = (0.4, 0.5, 0.5)
+    second_pass_min_iou: float = 0.5
 
     @property
     def margins(self) -> tuple[int, int, int, int]:
@@ -95,7 +111,22 @@ class Settings:
         need(_is_int(self.batch_size) and 1 <= self.batch_size <= 256, "batch_size", "an integer 1..256")
         need(_is_int(self.workers) and 0 <= self.workers <= 64, "workers", "an integer 0..64 (0 = auto)")
         need(self.engine in ENGINES, "engine", f"one of {', '.join(ENGINES)}")
+        need(self.fallback in FALLBACKS, "fallback", f"one of {', '.join(FALLBACKS)}")
+        need(self.fallback_size in FALLBACK_SIZES, "fallback_size", f"one of {', '.join(FALLBACK_SIZES)}")
+        need(isinstance(self.second_pass, bool), "second_pass", "true or false")
+        need(
+            isinstance(self.second_pass_thresholds, tuple) and len(self.second_pass_thresholds) == 3
+            and all(_is_num(t) and 0 < t < 1 for t in self.second_pass_thresholds),
+            "second_pass_thresholds", "three numbers between 0 and 1 (P-, R-, O-Net)",
+        )
+        need(_is_num(self.second_pass_min_iou) and 0 < self.second_pass_min_iou <= 1, "second_pass_min_iou",
+             "a number above 0, at most 1")
         return out
+
+    @property
+    def uses_siblings(self) -> bool:
+        """Whether a photo's crop may depend on the other photos of its person folder."""
+        return self.fallback == "sibling" or self.second_pass
 
     def check(self, source: str = "setting") -> Settings:
         """Raise one SettingsError listing every problem, or return self. `source` names where
@@ -114,14 +145,16 @@ class Settings:
             problem = f"unknown {source}: {', '.join(unknown)}; known ones are {', '.join(sorted(known))}"
             raise SettingsError(problem, [problem])
         kwargs = dict(values)
-        if isinstance(kwargs.get("thresholds"), list):
-            kwargs["thresholds"] = tuple(kwargs["thresholds"])
+        for name in ("thresholds", "second_pass_thresholds"):
+            if isinstance(kwargs.get(name), list):
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs).check(source)
 
     def as_dict(self) -> dict[str, Any]:
         """The knobs as plain JSON values (for manifests, reports and DAG params)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["thresholds"] = list(self.thresholds)
+        out["second_pass_thresholds"] = list(self.second_pass_thresholds)
         return out
 
     def fingerprint(self) -> str:

@@ -7,19 +7,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 
 import pytest
 
 from facecrop_ops import manifest, metrics, samples
 from facecrop_ops.local_deploy import DATASET_BUCKET, DATASET_PREFIX, DAG_ID, deployed_airflow
-from facecrop_ops.local_services import CannotInstall, ensure_debian_packages
+from facecrop_ops.local_services import CannotInstall, ensure_debian_packages, wait_until
 from facecrop_ops.locations import safe_run_id
 
 SOURCE = f"s3://{DATASET_BUCKET}/{DATASET_PREFIX}"
 # Deployment settings of this stack, as a user would put them in .env: detection on the gpu
 # queue, a daily schedule, and short waits so the missing-pool cases finish in a test.
-POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS = 10, 120
+POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS = 10, 90
 SETTINGS = {
     "FACECROP_GPU_QUEUE": "gpu",
     "FACECROP_SCHEDULE": "@daily",
@@ -42,18 +41,12 @@ def stack(tmp_path_factory):
     with deployed_airflow(workdir, settings=SETTINGS, extra_env=quick_retries, dataset=samples.dataset(3, 3)) as running:
         yield running
         processes = list(running.processes)
-    assert not [p.name for p in processes if p.alive()], "a service outlived the deployment"
+    assert not [p.name for p in processes if p.group_alive()], "a service outlived the deployment"
 
 
 def wait_for(check, what: str, timeout: float, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+    """Poll `check` until it returns something true; an API error fails at once."""
+    return wait_until(check, what, timeout, every=every, tolerate=())
 
 
 def task_states(api, run_id: str) -> dict[str, list[str]]:

@@ -29,7 +29,7 @@ def test_a_run_triggered_through_the_rest_api_detects_on_the_gpu_queue_in_worker
     api = stack.api()
     api.set_paused(DAG_ID, False)
     dest = "s3://facecrop/rest-api/"
-    run_id = api.trigger(DAG_ID, {"source_uri": SOURCE, "dest_uri": dest})
+    run_id = api.trigger(DAG_ID, {"source_uri": SOURCE, "dest_uri": dest, "batch_size": 4})  # 4 chunks of 8 photos
     assert api.wait_for_run(DAG_ID, run_id, 240, alive=stack.check_alive)["state"] == "success"
     queues = {(ti["task_id"], ti["queue"]) for ti in api.task_instances(DAG_ID, run_id)}
     assert {t for t, q in queues if q == "gpu"} == {"crop_shard"}
@@ -41,11 +41,12 @@ def test_a_run_triggered_through_the_rest_api_detects_on_the_gpu_queue_in_worker
     assert f"run_id={run_id}/task_id=plan" in cpu_worker and f"run_id={run_id}/task_id=crop_shard" not in cpu_worker
     # Under Celery's daemonic prefork workers, detection still uses a process per core.
     log = api.task_log(DAG_ID, run_id, "crop_shard", map_index=0)
-    assert re.search(r"detection ran in 2 worker process\(es\) \(pids \d+, \d+\)", log), log[-2000:]
+    cores = min(os.cpu_count() or 1, 4)
+    assert re.search(rf"detection ran in {cores} worker process\(es\) \(pids \d+(, \d+){{{cores - 1}}}\)", log), log[-2000:]
     doc = assert_cropped(stack, dest, run_id)
     # The compose file's StatsD settings carry the run's gauges from the Celery worker.
     expected = {f"airflow.{name}": value for name, value in metrics.gauges(doc["classes"]).items()}
-    assert len(expected) == 45 and stack.statsd.gauges("airflow.facecrop.") == pytest.approx(expected, abs=1e-9)
+    assert len(expected) == 9 * len(metrics.FIELDS) and stack.statsd.gauges("airflow.facecrop.") == pytest.approx(expected, abs=1e-9)
 
 
 def test_a_missing_pool_is_reported_with_the_fix_and_the_run_goes_on_once_it_exists(stack):
@@ -69,7 +70,7 @@ def test_a_missing_pool_is_reported_with_the_fix_and_the_run_goes_on_once_it_exi
     finally:
         api.set_pool("gpu", 1, "GPU workers")
     # Documented: within FACECROP_POOL_WAIT_SECONDS plus the sensor's backoff (at most 5 min).
-    assert reported_after < POOL_WAIT_SECONDS + 60
+    assert reported_after < POOL_WAIT_SECONDS + 300
     run = api.wait_for_run(DAG_ID, run_id, 240, alive=stack.check_alive)
     assert run["state"] == "success", task_states(api, run_id)  # no clearing by hand
     assert task_states(api, run_id)["watch_gpu_pool"] == ["success"]

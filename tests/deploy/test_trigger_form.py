@@ -49,7 +49,7 @@ def _click(browser, element) -> None:
 def _label(dialog, field_id: str) -> str:
     from selenium.webdriver.common.by import By
 
-    return dialog.find_element(By.XPATH, f"//*[@name='{field_id}']/ancestor::*[@role='group'][1]//label").text
+    return dialog.find_element(By.XPATH, f".//*[@name='{field_id}']/ancestor::*[@role='group'][1]//label").text
 
 
 def test_the_trigger_form_shows_sections_and_defaults_and_its_run_succeeds(stack, browser):

@@ -124,7 +124,7 @@ def test_metrics_reach_statsd_equal_to_metrics_json(runs):
     assert set(classes) == {"mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal", "unlabeled", "all"}
     expected = {}
     for name, m in classes.items():
-        expected.update({f"airflow.facecrop.{field}.{name}": m[field] for field in ("images", "detected", "fallback", "errors", "miss_rate")})
+        expected.update({f"airflow.facecrop.{field}.{name}": m[field] for field in metrics.FIELDS})
     assert runs["statsd"] == pytest.approx(expected, abs=1e-9)
 
 

@@ -44,6 +44,7 @@ def exported(tmp_path_factory):
             doc = json.loads(client.get_object(Bucket="otel-data", Key=key)["Body"].read())
     finally:
         collector.shutdown()
+        collector.server_close()
     gauges = {}
     for _, request in requests:
         for rm in request.resource_metrics:

@@ -75,10 +75,10 @@ def test_every_good_photo_has_a_210x280_face_under_faces(cropped):
 def test_summary_table_progress_and_reported_junk(cropped):
     _, _, out, _ = cropped
     lines = out.out.splitlines()
-    assert lines[0].split() == ["class", "images", "detected", "fallback", "errors", "miss", "rate"]
+    assert lines[0].split() == ["class", "images", "detected", "fallback", "rescued", "errors", "miss", "rate"]
     assert any(line.startswith("mask1 ") for line in lines)
     all_row = next(line for line in lines if line.startswith("all "))
-    assert all_row.split()[1] == "49" and all_row.split()[4] == "2"
+    assert all_row.split()[1] == "49" and all_row.split()[5] == "2"
     assert "skipped 1 hidden file(s)" in out.out
     assert "error: train/images/000006_male_Asian_52/mask3.png: empty file (0 bytes)" in out.out
     assert "49/49 photos (100%)" in out.err and "photos/s" in out.err

@@ -292,3 +292,17 @@ def test_csvs_given_by_name_and_clashing_published_names(store, bucket, s3):
     s3.client().copy_object(Bucket=bucket, Key="raw/old/train_data.csv", CopySource=f"{bucket}/raw/train_data.csv")
     with pytest.raises(etl.RunError, match="would both be published as s3://.*/out/train_face.csv"):
         etl.plan(params(bucket, csv_uris=["train_data.csv", "old/train_data.csv"]), RUN, store)
+
+
+def test_fail_fast_ends_the_task_only_for_what_a_retry_cannot_fix():
+    from airflow.sdk.exceptions import AirflowFailException
+    from botocore.exceptions import ClientError
+
+    for final in (StorageError("bucket 'x' does not exist"), etl.RunError("no photos"), ParamsError("bad params"), CsvError("no column")):
+        with pytest.raises(AirflowFailException, match=str(final)):
+            with etl.fail_fast():
+                raise final
+    throttled = ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "GetObject")
+    with pytest.raises(ClientError):
+        with etl.fail_fast():
+            raise throttled

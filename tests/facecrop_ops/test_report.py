@@ -40,13 +40,13 @@ def test_the_page_holds_the_table_charts_and_labelled_tiles_and_escapes_names():
     face = cv2.imencode(".jpg", np.full((140, 105, 3), 128, np.uint8))[1].tobytes()
     bad = ManifestRow("eval/images/<script>x</script>.jpg", "", "unlabeled", "error", error="not an image")
     rows = [row(1, "fallback"), row(2, "detected", prob=0.91), bad]
-    classes = {"mask1": {"images": 2, "detected": 1, "fallback": 1, "errors": 0, "miss_rate": 0.5},
-               "all": {"images": 3, "detected": 1, "fallback": 1, "errors": 1, "miss_rate": 0.5}}
+    classes = {"mask1": {"images": 2, "detected": 1, "fallback": 1, "rescued": 1, "errors": 0, "miss_rate": 0.5},
+               "all": {"images": 3, "detected": 1, "fallback": 1, "rescued": 1, "errors": 1, "miss_rate": 0.5}}
     run = {"run_id": "manual__x", "report": "s3://b/r.html"}
     page = report.render(run, classes, "data:image/png;base64,AAAA", None, None, report.sheets(rows),
                          {rows[0].source: face, rows[1].source: face})
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;.jpg" in page
-    assert re.search(r"<td>mask1</td><td>2</td><td>1</td><td>1</td><td>0</td><td>50.0%</td>", page)
+    assert re.search(r"<td>mask1</td><td>2</td><td>1</td><td>1</td><td>1</td><td>0</td><td>50.0%</td>", page)
     assert page.count('<img alt="train/images/p00') == 2 and "p=0.910" in page and "not an image" in page
     assert "Trend over the history" not in page  # one run: nothing to trend yet
 
