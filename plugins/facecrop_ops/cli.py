@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import manifest, metrics
 from .naming import face_path, is_hidden, is_photo_name
-from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, Settings, SettingsError
+from .settings import DEFAULTS, ENGINES, FALLBACKS, INTERPOLATIONS, Settings, SettingsError
 
 
 class UsageError(Exception):
@@ -38,10 +38,12 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
-    parser = argparse.ArgumentParser(prog="python -m facecrop_ops", description=__doc__.split("\n")[0])
+    # No prefix abbreviations: with them `--fallback sibling` was taken for `--fallback-size`.
+    parser = argparse.ArgumentParser(prog="python -m facecrop_ops", description=__doc__.split("\n")[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     crop = sub.add_parser(
         "crop",
+        allow_abbrev=False,
         help="crop every photo below SRC into DST",
         description="Detect the face in every photo below SRC and write 210x280 face crops to DST "
         "under the same relative path, with the folder 'images' renamed 'faces'.",
@@ -51,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     geo = crop.add_argument_group("crop geometry")
     geo.add_argument("--margins", type=lambda t: _ints(t, 4, ","), default=d.margins, metavar="L,R,T,B",
                      help=f"padding around the face box (default {','.join(map(str, d.margins))})")
-    geo.add_argument("--fallback-size", type=lambda t: _ints(t, 2, "x"), default=(d.fallback_width, d.fallback_height),
-                     metavar="WxH", help=f"centre crop when no face is found (default {d.fallback_width}x{d.fallback_height})")
+    geo.add_argument("--fallback-size", type=_fallback_size, default=(d.fallback_width, d.fallback_height),
+                     metavar="auto|WxH", help=f"centre crop when no face is found; auto: 1.2 x the mean padded crop of "
+                                          f"the run's detections (default {d.fallback_width}x{d.fallback_height})")
+    geo.add_argument("--fallback", choices=FALLBACKS, default=d.fallback,
+                     help="where MTCNN misses: the centre box, or the box of the same person's detected photos "
+                          f"(a person folder) (default {d.fallback})")
     geo.add_argument("--output-size", type=lambda t: _ints(t, 2, "x"), default=(d.output_width, d.output_height),
                      metavar="WxH", help=f"size of every face (default {d.output_width}x{d.output_height})")
     geo.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation)
@@ -69,9 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--engine", choices=ENGINES, default=d.engine, help="fast (default) or facenet's own MTCNN.detect")
     det.add_argument("--batch-size", type=int, default=d.batch_size, help=f"photos per detector call (default {d.batch_size})")
     det.add_argument("--workers", type=int, default=d.workers, help="processes on CPU; 0 = one per core (default)")
+    det.add_argument("--second-pass", action="store_true",
+                     help="detect missed photos again with relaxed thresholds; keep a face only where it agrees "
+                          "with the same person's detected photos")
+    det.add_argument("--second-pass-thresholds", type=_floats, default=d.second_pass_thresholds, metavar="P,R,O",
+                     help="thresholds of the second pass (default 0.4,0.5,0.5)")
+    det.add_argument("--second-pass-min-iou", type=float, default=d.second_pass_min_iou, metavar="IOU",
+                     help=f"least overlap with the siblings' face box for a second-pass face (default {d.second_pass_min_iou})")
     crop.add_argument("--quiet", action="store_true", help="no progress lines")
     smp = sub.add_parser(
         "samples",
+        allow_abbrev=False,
         help="write a sample dataset (portraits built from a real face) to a folder or S3",
         description="Write a small dataset in the real layout (train/images/<person>/<class>.jpg, "
         "eval/images/, train_data.csv, test_data.csv, some junk) to DEST. An s3:// DEST goes through "
@@ -84,11 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fallback_size(text: str) -> tuple[int, int] | str:
+    return "auto" if text.strip().lower() == "auto" else _ints(text, 2, "x")
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     left, right, top, bottom = args.margins
+    auto = args.fallback_size == "auto"
+    width, height = (DEFAULTS.fallback_width, DEFAULTS.fallback_height) if auto else args.fallback_size
     return Settings(
         margin_left=left, margin_right=right, margin_top=top, margin_bottom=bottom,
-        fallback_width=args.fallback_size[0], fallback_height=args.fallback_size[1],
+        fallback_width=width, fallback_height=height, fallback_size="auto" if auto else "fixed",
+        fallback=args.fallback, second_pass=args.second_pass, second_pass_thresholds=tuple(args.second_pass_thresholds),
+        second_pass_min_iou=args.second_pass_min_iou,
         output_width=args.output_size[0], output_height=args.output_size[1],
         interpolation=args.interpolation, jpeg_quality=args.jpeg_quality,
         device=args.device, min_face_size=args.min_face_size, thresholds=tuple(args.thresholds),

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import Param
 
 from . import dag_config
-from .settings import DEFAULTS, ENGINES, INTERPOLATIONS
+from .settings import DEFAULTS, ENGINES, FALLBACK_SIZES, FALLBACKS, INTERPOLATIONS
 
 RUN = "Dataset"
 CROP = "Crop geometry"
@@ -55,6 +55,12 @@ def build() -> dict[str, Param]:
         "margin_right": _int(d.margin_right, "Right margin (px)", "Added right of the face box.", CROP, 0),
         "margin_top": _int(d.margin_top, "Top margin (px)", "Added above the face box; keeps the hair.", CROP, 0),
         "margin_bottom": _int(d.margin_bottom, "Bottom margin (px)", "Added below the face box.", CROP, 0),
+        "fallback": Param(d.fallback, type="string", enum=list(FALLBACKS), section=CROP, title="Where MTCNN misses",
+                          description="centre: the reference's centre box. sibling: the face box of the same person's "
+                                      "detected photos (one person folder, one sitting); the centre box only when none was detected."),
+        "fallback_size": Param(d.fallback_size, type="string", enum=list(FALLBACK_SIZES), section=CROP, title="Centre box size",
+                               description="fixed: fallback width x height below. auto: 1.2 x the mean padded crop of the "
+                                           "shard's detections, for photos that are not 384 x 512."),
         "fallback_width": _int(d.fallback_width, "Fallback width (px)", "Centre crop when no face is found.", CROP, 1),
         "fallback_height": _int(d.fallback_height, "Fallback height (px)", "Centre crop when no face is found.", CROP, 1),
         "output_width": _int(d.output_width, "Face width (px)", "Every face is resized to this.", CROP, 1),
@@ -73,6 +79,15 @@ def build() -> dict[str, Param]:
         "engine": Param(d.engine, type="string", enum=list(ENGINES), section=DETECT, title="Detector engine",
                         description="fast: exact re-implementation of facenet's detect (same boxes, faster); facenet: its own."),
         "batch_size": _int(d.batch_size, "Detection batch", "Photos of one size per MTCNN call.", DETECT, 1, 256),
+        "second_pass": Param(d.second_pass, type="boolean", section=DETECT, title="Second pass on misses",
+                             description="Detect missed photos again with relaxed thresholds; keep a face only where it "
+                                         "agrees with the same person's detected photos (never a shirt or the background)."),
+        "second_pass_thresholds": Param(list(d.second_pass_thresholds), type="array", minItems=3, maxItems=3, section=DETECT,
+                                        items={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                                        title="Second-pass thresholds", description="P/R/O-Net thresholds of the second pass."),
+        "second_pass_min_iou": Param(d.second_pass_min_iou, type="number", exclusiveMinimum=0, maximum=1, section=DETECT,
+                                     title="Second-pass agreement (IoU)",
+                                     description="Least overlap of a second-pass face with the siblings' face box."),
         "photos_per_shard": _int(500, "Photos per shard", "Person folders are packed into shards of about this many photos.", SCALE, 1),
         "max_shards": _int(256, "Most shards", "Upper bound on mapped detect tasks; shards grow past photos_per_shard to respect it.", SCALE, 1, 512),
         "miss_rate_limits": Param(

@@ -180,7 +180,8 @@ def crop_shard(
                 yield Photo(rel, face_rel(*split_images_root(rel)), data=data)
 
     def faces() -> Iterator[tuple[str, bytes, str]]:
-        for result in crop_photos(photos(), settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers):
+        for result in crop_photos(photos(), settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers,
+                                  reread=lambda photo: store.get(rp.source.bucket, rp.source.key(photo.source))):
             rows.append(result.row)
             if result.face is not None:
                 yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)

@@ -45,8 +45,9 @@ class Portrait:
     scale: float
     shift: tuple[int, int]
     flipped: bool
-    mask: str | None  # None, "proper" (covers the nose) or "incorrect" (mouth and chin only)
+    mask: str | None  # None, "proper" (covers the nose), "incorrect" (below the nose) or "chin"
     mask_colour: str | None
+    face_box: tuple[float, float, float, float]  # where the face truly is (MTCNN's box on the bare face)
 
 
 def _astronaut() -> np.ndarray:
@@ -60,6 +61,7 @@ def portrait(
     *,
     mask: str | None = None,
     mask_colour: str | None = None,
+    texture: str = "plain",
     scale: float | None = None,
     shift: tuple[int, int] | None = None,
     flip: bool | None = None,
@@ -98,23 +100,29 @@ def portrait(
     colour = None
     if mask is not None:
         colour = mask_colour or list(MASK_COLOURS_RGB)[int(rng.integers(0, len(MASK_COLOURS_RGB)))]
-        _draw_mask(rgb, mask, MASK_COLOURS_RGB[colour], matrix, flip, src.shape[1])
-    return Portrait(rgb, scale, shift, flip, mask, colour)
+        _draw_mask(rgb, mask, MASK_COLOURS_RGB[colour], matrix, flip, src.shape[1], texture)
+    x1, y1, x2, y2 = _FACE_BOX
+    if flip:
+        x1, x2 = src.shape[1] - x2, src.shape[1] - x1
+    (cx1, cy1), (cx2, cy2) = (matrix[:, :2] @ np.array(corner) + matrix[:, 2] for corner in ((x1, y1), (x2, y2)))
+    return Portrait(rgb, scale, shift, flip, mask, colour, (float(cx1), float(cy1), float(cx2), float(cy2)))
 
 
 def _draw_mask(
-    rgb: np.ndarray, kind: str, colour: tuple[int, int, int], matrix: np.ndarray, flip: bool, src_w: int
+    rgb: np.ndarray, kind: str, colour: tuple[int, int, int], matrix: np.ndarray, flip: bool, src_w: int,
+    texture: str = "plain",
 ) -> None:
-    """Draw a cloth mask polygon: 'proper' from just under the eyes, 'incorrect' under the nose."""
+    """Draw a cloth mask polygon: 'proper' from just under the eyes, 'incorrect' under the nose,
+    'chin' below the mouth; 'stripes' or 'dots' print a pattern on the cloth."""
     import cv2
 
     x1, _, x2, y2 = _FACE_BOX
-    if kind == "proper":
-        top = _EYES_Y + 0.45 * (_NOSE_Y - _EYES_Y)
-    elif kind == "incorrect":
-        top = _NOSE_Y + 8
-    else:
-        raise ValueError(f"unknown mask kind {kind!r}: use 'proper' or 'incorrect'")
+    tops = {"proper": _EYES_Y + 0.45 * (_NOSE_Y - _EYES_Y), "incorrect": _NOSE_Y + 8, "chin": y2 - 20}
+    if kind not in tops:
+        raise ValueError(f"unknown mask kind {kind!r}: use one of {', '.join(tops)}")
+    if texture not in ("plain", "stripes", "dots"):
+        raise ValueError(f"unknown texture {texture!r}: use plain, stripes or dots")
+    top = tops[kind]
     outline = np.array(
         [
             (x1 - 4, top + 6), (x1 + 12, top), (x2 - 12, top), (x2 + 4, top + 6),
@@ -125,7 +133,23 @@ def _draw_mask(
     if flip:
         outline[:, 0] = src_w - outline[:, 0]
     canvas_pts = outline @ matrix[:, :2].T + matrix[:, 2]
-    cv2.fillPoly(rgb, [np.round(canvas_pts).astype(np.int32)], colour, lineType=cv2.LINE_AA)
+    polygon = [np.round(canvas_pts).astype(np.int32)]
+    if texture == "plain":
+        cv2.fillPoly(rgb, polygon, colour, lineType=cv2.LINE_AA)
+        return
+    cloth = np.zeros(rgb.shape[:2], np.uint8)
+    cv2.fillPoly(cloth, polygon, 255)
+    pattern = np.zeros_like(cloth)
+    step = max(4, int(round(6 * matrix[0, 0])))
+    if texture == "stripes":
+        pattern[:, (np.arange(rgb.shape[1]) // (step // 2)) % 2 == 0] = 255
+    else:
+        for y in range(0, rgb.shape[0], step):
+            for x in range((y // step) % 2 * step // 2, rgb.shape[1], step):
+                cv2.circle(pattern, (x, y), max(1, step // 4), 255, -1)
+    dark = tuple(int(c * 0.55) for c in colour)
+    rgb[cloth > 0] = colour
+    rgb[(cloth > 0) & (pattern > 0)] = dark
 
 
 def class_mask(photo_class: str) -> str | None:
@@ -166,6 +190,31 @@ def people(count: int) -> list[Person]:
         age = int(rng.integers(19, 61))
         out.append(Person(f"{i + 1:06d}_{gender}_{race}_{age}", gender, race, age))
     return out
+
+
+# What each class wears in a sitting: (mask kind, colour, texture).
+SITTING_MASKS = {
+    "mask1": ("proper", "white", "plain"), "mask2": ("proper", "surgical_blue", "stripes"),
+    "mask3": ("proper", "black", "plain"), "mask4": ("proper", "pink", "dots"), "mask5": ("proper", "navy", "stripes"),
+    "normal": (None, None, "plain"),
+}
+
+
+def sitting(person: int) -> Iterator[tuple[str, Portrait]]:
+    """One person's seven photos from one sitting, as the real dataset has them: the same
+    framing give or take 4 px and 3 % of scale; five masks worn correctly in several colours
+    and textures, one below the nose or on the chin (every other person), one bare face.
+    Yields (train/images/<person>/<class>.jpg, Portrait); the portraits know the true face."""
+    rng = np.random.default_rng(50_000 + person)
+    scale, flip = float(rng.uniform(1.4, 2.6)), bool(rng.integers(0, 2))
+    shift = (int(rng.integers(-35, 36)), int(rng.integers(-35, 36)))
+    for c, cls in enumerate(TRAIN_CLASSES):
+        kind, colour, texture = SITTING_MASKS.get(cls) or (("incorrect" if person % 2 else "chin"), "surgical_blue", "plain")
+        jitter = (int(rng.integers(-4, 5)), int(rng.integers(-4, 5)))
+        yield f"train/images/{person + 1:06d}_sitting/{cls}.jpg", portrait(
+            20_000 + person * 7 + c, mask=kind, mask_colour=colour, texture=texture, flip=flip,
+            scale=scale * float(rng.uniform(0.97, 1.03)), shift=(shift[0] + jitter[0], shift[1] + jitter[1]),
+        )
 
 
 def dataset(n_people: int = 6, n_eval: int = 6, *, junk: bool = True) -> Iterator[tuple[str, bytes]]:

@@ -151,3 +151,18 @@ def test_no_try_can_hang_forever(dag):
     limits = {t.task_id: t.execution_timeout.total_seconds() for t in dag.tasks}
     assert limits.pop("crop_shard") == 4 * 3600
     assert set(limits.values()) == {3600}
+
+
+def test_the_form_offers_the_rescue_options_with_reference_defaults(dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    form = copy.deepcopy(dag.params)
+    form["source_uri"] = "s3://bucket/data"
+    values = form.validate()
+    assert (values["fallback"], values["fallback_size"], values["second_pass"]) == ("centre", "fixed", False)
+    form["fallback"], form["second_pass"], form["second_pass_thresholds"] = "sibling", True, [0.3, 0.4, 0.5]
+    rp = parse({**form.validate(), "source_uri": "s3://bucket/data"})
+    assert rp.settings.uses_siblings and rp.settings.second_pass_thresholds == (0.3, 0.4, 0.5)
+    for key, bad in (("fallback", "nearest"), ("fallback_size", "big"), ("second_pass_min_iou", 0)):
+        with pytest.raises(ParamValidationError, match=f"Invalid input for param {key}"):
+            form[key] = bad

@@ -10,6 +10,7 @@ import cv2
 import pytest
 from facenet_pytorch import MTCNN
 
+from facecrop_ops import manifest
 from facecrop_ops.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,3 +151,27 @@ def test_samples_to_s3_go_through_the_airflow_connection_once(monkeypatch, capsy
         assert s3.client().list_objects_v2(Bucket="seeded", Prefix="dataset/")["KeyCount"] == listed
     out = capsys.readouterr().out
     assert f"{listed} objects written to s3://seeded/dataset/" in out and "already holds objects" in out
+
+
+def test_rescue_options_parse_into_settings_and_abbreviations_are_refused(tmp_path):
+    from facecrop_ops.cli import build_parser, settings_from_args
+
+    args = build_parser().parse_args(["crop", "src", "dst", "--fallback", "sibling", "--fallback-size", "auto", "--second-pass",
+                                      "--second-pass-thresholds", "0.3,0.4,0.5", "--second-pass-min-iou", "0.6"])
+    s = settings_from_args(args)
+    assert (s.fallback, s.fallback_size, s.second_pass, s.second_pass_thresholds, s.second_pass_min_iou) == (
+        "sibling", "auto", True, (0.3, 0.4, 0.5), 0.6)
+    assert (s.fallback_width, s.fallback_height) == (256, 340)
+    fixed = settings_from_args(build_parser().parse_args(["crop", "src", "dst", "--fallback-size", "300x400"]))
+    assert (fixed.fallback_size, fixed.fallback_width, fixed.fallback_height, fixed.fallback) == ("fixed", 300, 400, "centre")
+    result = run_cli("crop", str(tmp_path), str(tmp_path / "out"), "--fallback-s", "300x400")  # no prefix guessing
+    assert result.returncode == 2 and "unrecognized arguments: --fallback-s" in result.stderr
+
+
+def test_a_sibling_run_of_the_cli_writes_the_method_of_every_crop(dataset_dir, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("crop", str(dataset_dir), str(out), "--fallback", "sibling", "--second-pass").returncode == 0
+    rows = manifest.loads((out / "manifest.csv").read_text())
+    assert {r.method for r in rows if r.status == "detected"} == {"mtcnn"}
+    assert {r.method for r in rows if r.status == "fallback"} <= {"second_pass", "sibling", "centre"}
+    assert all(r.method == "" for r in rows if r.status == "error")

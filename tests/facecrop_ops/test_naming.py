@@ -44,3 +44,12 @@ def test_content_type_follows_the_extension():
     assert content_type("x/mask1.jpg") == "image/jpeg"
     assert content_type("x/mask1.JPEG") == "image/jpeg"
     assert content_type("x/mask1.png") == "image/png"
+
+
+def test_person_folders_are_class_named_photos_below_an_images_folder():
+    from facecrop_ops.naming import person_folder
+
+    assert person_folder("train/images/000001_female_Asian_45/mask1.jpg") == "train/images/000001_female_Asian_45"
+    assert person_folder("eval/images/0a1b2c.jpg") is None  # strangers side by side
+    assert person_folder("train/images/normal.jpg") is None
+    assert person_folder("train/images/000001_female_Asian_45/notes.jpg") is None

@@ -188,3 +188,70 @@ def test_worker_processes_die_with_the_task_process(good):
     task.join(10)
     gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in workers if psutil.pid_exists(pid)], timeout=10)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture(scope="module")
+def sittings():
+    """Two people of one sitting each (samples.sitting knows their true faces), and, alone in
+    an eval folder, a copy of a masked photo MTCNN misses."""
+    photos, truth = [], {}
+    for person in (0, 2):
+        for key, portrait in samples.sitting(person):
+            photos.append(Photo(key, face_path(key), data=samples.encode(portrait.rgb)))
+            truth[key] = portrait.face_box
+    lonely = next(p for p in photos if p.source.endswith("000001_sitting/mask5.jpg"))
+    photos.insert(0, Photo("eval/images/lonely.jpg", "eval/faces/lonely.jpg", data=lonely.data))
+    truth["eval/images/lonely.jpg"] = truth[lonely.source]
+    return photos, truth
+
+
+def test_misses_are_rescued_from_their_own_person_folder_only(sittings):
+    from facecrop_ops import metrics
+    from facecrop_ops.geometry import iou, padded_box
+
+    photos, truth = sittings
+    reference = {r.row.source: r.row for r in crop_photos(photos, Settings(device="cpu", workers=1))}
+    rescued = {r.row.source: r.row for r in crop_photos(photos, Settings(device="cpu", workers=2, fallback="sibling", second_pass=True))}
+    missed = sorted(k for k, r in reference.items() if r.status == "fallback")
+    assert missed == ["eval/images/lonely.jpg", "train/images/000001_sitting/mask5.jpg", "train/images/000003_sitting/mask1.jpg"]
+    assert [rescued[k].method for k in missed] == ["centre", "sibling", "second_pass"]  # no sibling for a stranger
+    assert all(rescued[k].status == "fallback" for k in missed)  # status still says what the first pass found
+    for k in missed[1:]:
+        ideal = padded_box(truth[k], 384, 512)
+        assert iou(rescued[k].crop, ideal) > 0.85 > iou(reference[k].crop, ideal)
+    assert {k: r.crop for k, r in rescued.items() if k not in missed} == {k: r.crop for k, r in reference.items() if k not in missed}
+    totals = metrics.per_class(rescued.values())["all"]
+    assert (totals.fallback, totals.rescued) == (3, 2)
+
+
+def test_chunks_keep_person_folders_whole_only_when_siblings_matter():
+    from facecrop_ops.naming import CLASSES
+    from facecrop_ops.processor import _chunks
+
+    photos = [Photo(f"train/images/p{i}/{cls}.jpg", "") for i in range(3) for cls in CLASSES]
+    assert [len(c) for c in _chunks(photos, Settings(batch_size=8))] == [16, 5]
+    whole = _chunks(photos, Settings(batch_size=8, fallback="sibling"))
+    assert [sorted({p.source.split("/")[2] for p in c}) for c in whole] == [["p0", "p1"], ["p2"]]
+
+
+def test_auto_centre_crops_are_sized_by_the_detections_and_come_last(sittings):
+    from facecrop_ops.geometry import Box
+    from facecrop_ops.rescue import auto_fallback_size
+
+    photos, _ = sittings
+    data = {p.source: p.data for p in photos}
+    reads = []
+
+    def reread(photo):
+        reads.append(photo.source)
+        assert photo.data is None  # only the name was kept while waiting
+        return data[photo.source]
+
+    results = list(crop_photos(photos, Settings(device="cpu", workers=2, fallback_size="auto"), reread=reread))
+    centre = [r for r in results if r.row.method == "centre"]
+    assert len(results) == len(photos) and results[-len(centre):] == centre and sorted(reads) == sorted(r.row.source for r in centre)
+    size = auto_fallback_size(Box(*r.row.crop) for r in results if r.row.status == "detected")
+    assert size != (256, 340)
+    for r in centre:
+        x1, y1, x2, y2 = r.row.crop
+        assert (x2 - x1, y2 - y1) == size and decode_rgb(r.face).shape == (280, 210, 3)
