@@ -35,7 +35,7 @@ FACE_CSVS = AssetAlias("facecrop_face_csvs")
 
 @dag(
     dag_id="facecrop_etl",
-    schedule=dag_config.SCHEDULE,
+    schedule=dag_config.schedule(),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -86,13 +86,16 @@ def facecrop_etl():
 
         from facecrop_ops import etl
 
+        if not shards:
+            return True  # nothing to detect: every photo was reused
         first_poke = ti.get_first_reschedule_date(get_current_context())
         waited = 0.0 if first_poke is None else (timezone.utcnow() - first_poke).total_seconds()
         attempt = ti.try_number - (ti.max_tries - ti.task.retries)  # 1, 2... since the run was (re)started
         states = ti.get_task_states(dag_id=dag.dag_id, task_ids=["crop_shard"], run_ids=[run_id])
         return etl.gpu_pool_started(states, waited, attempt * dag_config.POOL_WAIT_SECONDS, dag_config.GPU_POOL)
 
-    @task(outlets=[FACE_CSVS])
+    # none_failed: also when no shard ran (every photo reused from the last run).
+    @task(outlets=[FACE_CSVS], trigger_rule="none_failed")
     def publish_csvs(shards: list[dict], params=None, run_id=None, outlet_events=None) -> dict:
         """Rewrite the CSVs to the faces and publish them as assets with per-class miss rates."""
         from airflow.sdk import Asset

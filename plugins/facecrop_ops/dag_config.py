@@ -12,8 +12,15 @@ from typing import Any
 # Cron expression or preset ("@daily") for scheduled runs; unset = manual runs only.
 SCHEDULE: str | None = os.environ.get("FACECROP_SCHEDULE") or None
 
-# Dataset a scheduled run crops (the trigger form's default source_uri); unset = required.
-SOURCE_URI: str | None = os.environ.get("FACECROP_SOURCE_URI") or None
+# An Airflow Asset (its URI, e.g. s3://bucket/masks/) that an upstream DAG updates when it
+# lands new raw photos: each update starts a run (besides FACECROP_SCHEDULE, when both are set).
+SOURCE_ASSET: str | None = os.environ.get("FACECROP_SOURCE_ASSET") or None
+
+# Dataset a scheduled run crops (the trigger form's default source_uri): this, else the
+# source asset when it is an s3:// URI; unset = the form asks for it.
+SOURCE_URI: str | None = (os.environ.get("FACECROP_SOURCE_URI")
+                          or (SOURCE_ASSET if SOURCE_ASSET and SOURCE_ASSET.startswith("s3://") else None))
+
 
 # The Airflow pool that bounds how many shards detect at once (one slot per GPU, say).
 # The demo and docker-compose create it; watch_gpu_pool reports it missing (below).
@@ -56,6 +63,21 @@ TASK_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_TASK_TIMEOUT_SECONDS", 
 # whole and writes the same objects.
 RETRIES: int = int(os.environ.get("FACECROP_RETRIES", "2"))
 RETRY_DELAY_SECONDS: int = int(os.environ.get("FACECROP_RETRY_DELAY_SECONDS", "30"))
+
+
+def schedule() -> Any:
+    """Cron, the raw dataset's asset, either of both, or None (manual runs only)."""
+    if (SCHEDULE or SOURCE_ASSET) and not SOURCE_URI:
+        raise ValueError("FACECROP_SCHEDULE and FACECROP_SOURCE_ASSET start runs without a form: set FACECROP_SOURCE_URI "
+                         "to the dataset they crop (an s3:// source asset serves as one)")
+    if not SOURCE_ASSET:
+        return SCHEDULE
+    from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
+
+    asset = Asset(SOURCE_ASSET)
+    if not SCHEDULE:
+        return [asset]
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(SCHEDULE, timezone="UTC"), assets=asset)
 
 
 def pool_watch_retries() -> int:

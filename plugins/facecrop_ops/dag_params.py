@@ -90,6 +90,9 @@ def build() -> dict[str, Param]:
                                      description="Least overlap of a second-pass face with the siblings' face box."),
         "photos_per_shard": _int(500, "Photos per shard", "Person folders are packed into shards of about this many photos.", SCALE, 1),
         "max_shards": _int(256, "Most shards", "Upper bound on mapped detect tasks; shards grow past photos_per_shard to respect it.", SCALE, 1, 512),
+        "full_recrop": Param(False, type="boolean", section=SCALE, title="Crop every photo again",
+                             description="Off: photos whose source object and face-shaping settings are unchanged since the "
+                                         "last run over this output keep their face (no download, no detection)."),
         "miss_rate_limits": Param(
             {}, type="object", additionalProperties={"type": "number", "minimum": 0, "maximum": 1}, section=SCALE,
             title="Miss-rate limits",

@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from . import csv_rewrite, manifest, metrics
+from . import csv_rewrite, incremental, manifest, metrics
 from .locations import REPORTS_DIR, S3Location, face_rel, parse_s3_uri, published_csv_name, run_dir, split_images_root
 from .manifest import ERROR, ManifestRow
 from .naming import content_type, photo_class
@@ -105,8 +105,9 @@ def _check_csvs(csv_uris: list[str], rp: RunParams, store: S3Store) -> None:
 
 
 def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[str, Any]]:
-    """Check params, list the dataset, check the CSVs, write the shard lists; return one small
-    dict per shard for the mapped detect task."""
+    """Check params, list the dataset, check the CSVs, decide which photos the last run's
+    faces still serve, write the shard lists of the others; return one small dict per shard
+    for the mapped detect task (none when nothing changed)."""
     rp = parse(params)
     etags = {rp.source.rel(o.key): o.etag for o in store.objects(rp.source, "source_uri")}
     listing = classify(etags)
@@ -114,26 +115,51 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
         raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
     csv_uris = list(rp.csv_uris) or [rp.source.key_uri(name) for name in listing.csvs]
     _check_csvs(csv_uris, rp, store)
-    shards = make_shards(listing.photos, rp.photos_per_shard, rp.max_shards)
+    index_run, previous, faces = _index(rp, listing.images_roots, store)
+    decision = incremental.decide({k: etags[k] for k in listing.photos}, previous, faces,
+                                  whole_folders=rp.settings.uses_siblings)
+    shards = make_shards(decision.todo, rp.photos_per_shard, rp.max_shards) if decision.todo else []
     plan_id = _plan_id(rp, shards, etags)
     rd = run_dir(rp.dest, run_id)
     for i, keys in enumerate(shards):
-        store.put_text(rd.bucket, _shard_key(rd, plan_id, i, ".json"), json.dumps({"photos": keys}), "application/json")
+        store.put_text(rd.bucket, _shard_key(rd, plan_id, i, ".json"),
+                       json.dumps({"photos": keys, "etags": [etags[k] for k in keys]}), "application/json")
+    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv"), manifest.dumps(decision.reused))
+    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv"), manifest.dumps(decision.gone))
     plan_doc = {
         "run_id": run_id, "plan_id": plan_id, "source_uri": rp.source.uri, "dest_uri": rp.dest.uri, "csv_uris": csv_uris,
         "images_roots": listing.images_roots, "photos": len(listing.photos), "shards": len(shards),
+        "to_crop": len(decision.todo), "reused": len(decision.reused), "gone": len(decision.gone), "index_run": index_run,
         "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
         "settings": rp.settings.as_dict(),
     }
     store.put_text(rd.bucket, rd.key("plan.json"), json.dumps(plan_doc, indent=2), "application/json")
-    log.info("%d photos under %s in %d images folder(s) (%s), %d shard(s) of up to %d (plan %s); CSVs: %s",
-             len(listing.photos), rp.source.uri, len(listing.images_roots), ", ".join(listing.images_roots),
-             len(shards), max(map(len, shards)), plan_id, ", ".join(csv_uris) or "none")
+    log.info("%d photos under %s in %d images folder(s) (%s); CSVs: %s", len(listing.photos), rp.source.uri,
+             len(listing.images_roots), ", ".join(listing.images_roots), ", ".join(csv_uris) or "none")
+    log.info("%d reused from run %s, %d to crop in %d shard(s) of up to %d (plan %s), %d deleted since", len(decision.reused),
+             index_run or "-", len(decision.todo), len(shards), max(map(len, shards), default=0), plan_id, len(decision.gone))
     for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos)):
         if keys:
             log.warning("skipping %d %s(s), e.g. %s", len(keys), what, keys[0])
     log.info("run reports: %s", rd.uri)
     return [{"shard": i, "photos": len(keys), "plan": plan_id} for i, keys in enumerate(shards)]
+
+
+def _index(rp: RunParams, images_roots: list[str], store: S3Store) -> tuple[str | None, list[ManifestRow] | None, set[str]]:
+    """(the last run's id, its manifest rows, the faces in dest) when its faces may be reused:
+    not a full recrop, same source and face-shaping settings, and not sized by the run's own
+    detections (fallback_size auto); (None, None, empty) otherwise."""
+    if rp.full_recrop or rp.settings.fallback_size == "auto":
+        return None, None, set()
+    pointer = store.get_if_exists(rp.dest.bucket, rp.dest.key(incremental.INDEX))
+    doc = None if pointer is None else json.loads(pointer)
+    if doc is None or doc["source_uri"] != rp.source.uri or doc["settings_fingerprint"] != rp.settings.fingerprint():
+        return None, None, set()
+    last = store.get_if_exists(rp.dest.bucket, doc["manifest"])
+    if last is None:
+        return None, None, set()
+    faces = {rp.dest.rel(key) for root in images_roots for key in store.list(rp.dest.child(face_rel(root, "")), "dest_uri")}
+    return doc["run_id"], manifest.loads(last.decode()), faces
 
 
 GONE = "photo not found: deleted after the run was planned"
@@ -159,7 +185,8 @@ def crop_shard(
         rows = manifest.loads(done.decode())
         log.info("shard %d was finished by an earlier try (%d photos): nothing to redo", index, len(rows))
         return _summary(index, rows)
-    keys = json.loads(store.get(rd.bucket, _shard_key(rd, plan_id, index, ".json")))["photos"]
+    listed = json.loads(store.get(rd.bucket, _shard_key(rd, plan_id, index, ".json")))
+    keys, etags = listed["photos"], dict(zip(listed["photos"], listed["etags"]))
 
     settings = replace(rp.settings, workers=workers)
     device = resolve_device(settings.device)
@@ -174,7 +201,7 @@ def crop_shard(
         for key, data in store.get_many(rp.source.bucket, (rp.source.key(k) for k in keys), pulled.advance):
             rel = rp.source.rel(key)
             if data is None:
-                rows.append(ManifestRow(rel, "", photo_class(rel), ERROR, error=GONE))
+                rows.append(ManifestRow(rel, "", photo_class(rel), ERROR, error=GONE, etag=etags[rel]))
                 cropped.advance(1)
             else:
                 yield Photo(rel, face_rel(*split_images_root(rel)), data=data)
@@ -182,7 +209,7 @@ def crop_shard(
     def faces() -> Iterator[tuple[str, bytes, str]]:
         for result in crop_photos(photos(), settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers,
                                   reread=lambda photo: store.get(rp.source.bucket, rp.source.key(photo.source))):
-            rows.append(result.row)
+            rows.append(replace(result.row, etag=etags[result.row.source]))
             if result.face is not None:
                 yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)
 
@@ -208,12 +235,14 @@ def _summary(index: int, rows: list[ManifestRow]) -> dict[str, int]:
 
 
 def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str, Any]:
-    """Merge the shard manifests, rewrite every CSV to the faces and publish it; rows whose
-    photo was unreadable or not found go to rejects.csv instead."""
+    """Merge the shard manifests and the reused rows, rewrite every CSV to the faces and
+    publish it (rows whose photo was unreadable or not found go to rejects.csv instead),
+    remove the faces of photos deleted since the last run, then point the index here."""
     rp = parse(params)
     rd = run_dir(rp.dest, run_id)
     plan_doc = json.loads(store.get(rd.bucket, rd.key("plan.json")))
-    rows = []
+    plan_id = plan_doc["plan_id"]
+    rows = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv")).decode())
     for index in range(plan_doc["shards"]):
         key = _shard_key(rd, plan_doc["plan_id"], index, ".manifest.csv")
         shard_manifest = store.get_if_exists(rd.bucket, key)
@@ -239,6 +268,15 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
     store.put_text(rd.bucket, rd.key("rejects.csv"), csv_rewrite.rejects_csv(rejects))
     for r in rejects[:10]:
         log.warning("rejected %s line %d (%s): %s", r.csv, r.line, r.path, r.reason)
+    gone = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv")).decode())
+    outputs = {r.output for r in rows}
+    stale = sorted(r.output for r in gone if r.output and r.output not in outputs)
+    store.delete_many(rp.dest.bucket, [rp.dest.key(k) for k in stale])
+    if stale:
+        log.info("removed %d face(s) of photos deleted since the last run, e.g. %s", len(stale), rp.dest.key_uri(stale[0]))
+    index = {"run_id": run_id, "manifest": rd.key("manifest.csv"), "source_uri": rp.source.uri,
+             "settings_fingerprint": rp.settings.fingerprint()}
+    store.put_text(rp.dest.bucket, rp.dest.key(incremental.INDEX), json.dumps(index, indent=2), "application/json")
     return {"csvs": published, "miss_rate": rates, "photos": len(rows), "reports": rd.uri, "report": rd.key_uri(REPORT)}
 
 

@@ -16,7 +16,7 @@ from .metrics import ALL
 from .naming import CLASSES, UNLABELED
 
 RUN_FIELDS = ["run_id", "run_after", "logical_date", "source_uri", "engine", "settings_fingerprint"]
-COUNTS = ["images", "detected", "fallback", "rescued", "errors"]
+COUNTS = ["images", "detected", "fallback", "rescued", "errors", "reused"]
 COLUMNS = [*RUN_FIELDS, "class", *COUNTS, "miss_rate"]
 CLASS_ORDER = [*CLASSES, UNLABELED, ALL]
 

@@ -12,7 +12,7 @@ COLUMNS = (
     "source", "output", "class", "status", "prob",
     "box_x1", "box_y1", "box_x2", "box_y2",
     "crop_x1", "crop_y1", "crop_x2", "crop_y2",
-    "error", "faces", "method",
+    "error", "faces", "method", "etag", "reused",
 )
 DETECTED, FALLBACK, ERROR = "detected", "fallback", "error"
 STATUSES = (DETECTED, FALLBACK, ERROR)
@@ -35,6 +35,8 @@ class ManifestRow:
     error: str = ""
     faces: int = 0  # faces MTCNN found; the crop uses the first
     method: str = ""  # one of METHODS; "" for error rows
+    etag: str = ""  # the source object's ETag when it was cropped: what an incremental run compares
+    reused: bool = False  # taken from the last run instead of cropped again
 
     def record(self) -> dict[str, str]:
         box = self.box or ("",) * 4
@@ -50,6 +52,8 @@ class ManifestRow:
             "error": self.error,
             "faces": str(self.faces),
             "method": self.method,
+            "etag": self.etag,
+            "reused": "true" if self.reused else "false",
         }
 
     @classmethod
@@ -69,7 +73,9 @@ class ManifestRow:
             crop=None if crop is None else tuple(int(v) for v in crop),
             error=rec["error"],
             faces=int(rec.get("faces") or 0),
-            method=rec.get("method") or "",
+            method=rec["method"],
+            etag=rec["etag"],
+            reused=rec["reused"] == "true",
         )
 
 

@@ -19,6 +19,7 @@ class ClassMetrics:
     fallback: int
     errors: int
     rescued: int = 0  # misses whose crop came from a second pass or a sibling, not the centre box
+    reused: int = 0  # taken from the last run (same photo, same settings); the rest were cropped now
 
     @property
     def miss_rate(self) -> float | None:
@@ -37,15 +38,16 @@ def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
     """Metrics for each class present, in the dataset's class order, then `all`."""
     counts: dict[str, list[int]] = {}
     for row in rows:
-        c = counts.setdefault(row.photo_class, [0, 0, 0, 0, 0])
+        c = counts.setdefault(row.photo_class, [0, 0, 0, 0, 0, 0])
         c[0] += 1
         c[1] += row.status == DETECTED
         c[2] += row.status == FALLBACK
         c[3] += row.status == ERROR
         c[4] += row.status == FALLBACK and row.method in (SECOND_PASS, SIBLING)
+        c[5] += row.reused
     order = [c for c in (*CLASSES, UNLABELED) if c in counts] + sorted(set(counts) - {*CLASSES, UNLABELED})
     out = {name: ClassMetrics(*counts[name]) for name in order}
-    out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(5)))
+    out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(6)))
     return out
 
 
@@ -53,7 +55,7 @@ def as_json(metrics: dict[str, ClassMetrics]) -> dict[str, dict[str, float | int
     return {name: m.as_dict() for name, m in metrics.items()}
 
 
-FIELDS = ("images", "detected", "fallback", "errors", "rescued", "miss_rate")
+FIELDS = ("images", "detected", "fallback", "errors", "rescued", "reused", "miss_rate")
 
 
 def gauges(classes: dict[str, dict[str, float | int | None]]) -> dict[str, float | int]:
@@ -66,11 +68,11 @@ def gauges(classes: dict[str, dict[str, float | int | None]]) -> dict[str, float
 
 def table(metrics: dict[str, ClassMetrics]) -> str:
     """A fixed-width table for terminals and task logs."""
-    header = f"{'class':<16}{'images':>8}{'detected':>10}{'fallback':>10}{'rescued':>9}{'errors':>8}{'miss rate':>11}"
+    header = f"{'class':<16}{'images':>8}{'detected':>10}{'fallback':>10}{'rescued':>9}{'errors':>8}{'miss rate':>11}{'reused':>8}"
     lines = [header, "-" * len(header)]
     for name, m in metrics.items():
         if name == ALL:
             lines.append("-" * len(header))
         rate = "-" if m.miss_rate is None else f"{m.miss_rate:.1%}"
-        lines.append(f"{name:<16}{m.images:>8}{m.detected:>10}{m.fallback:>10}{m.rescued:>9}{m.errors:>8}{rate:>11}")
+        lines.append(f"{name:<16}{m.images:>8}{m.detected:>10}{m.fallback:>10}{m.rescued:>9}{m.errors:>8}{rate:>11}{m.reused:>8}")
     return "\n".join(lines)

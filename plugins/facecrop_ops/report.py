@@ -122,7 +122,8 @@ def render(run: Mapping[str, Any], classes: Mapping[str, Mapping[str, Any]], bar
                    for k in ("run_id", "run_after", "logical_date", "source_uri", "dest_uri", "engine", "settings_fingerprint"))
     table = "".join(
         f'<tr class="{"all" if name == "all" else ""}"><td>{e(name)}</td><td>{m["images"]}</td><td>{m["detected"]}</td>'
-        f'<td>{m["fallback"]}</td><td>{m.get("rescued", 0)}</td><td>{m["errors"]}</td><td>{_pct(m["miss_rate"])}</td></tr>'
+        f'<td>{m["fallback"]}</td><td>{m.get("rescued", 0)}</td><td>{m["errors"]}</td><td>{_pct(m["miss_rate"])}</td>'
+        f'<td>{m.get("reused", 0)}</td></tr>'
         for name, m in classes.items()
     )
     parts = [
@@ -131,7 +132,7 @@ def render(run: Mapping[str, Any], classes: Mapping[str, Mapping[str, Any]], bar
         f"<h1>facecrop: detection misses for run {e(run['run_id'])}</h1><table class=meta>{meta}</table>",
         "<h2>Per class</h2><p class=note>miss rate = fallback / (detected + fallback), from the first detection pass; rescued: misses cropped from a second pass or a sibling's box; unreadable photos are errors, not misses.</p>",
         "<table id=per-class><thead><tr><th>class</th><th>images</th><th>detected</th><th>fallback</th><th>rescued</th><th>errors</th>"
-        f"<th>miss rate</th></tr></thead><tbody>{table}</tbody></table>",
+        f"<th>miss rate</th><th>reused</th></tr></thead><tbody>{table}</tbody></table>",
         f"<h2>Miss rate, this run{' and the previous one (' + e(previous_run) + ')' if previous_run else ''}</h2>",
         f'<img class=chart alt="miss rate per class" src="{bar_png}">',
     ]

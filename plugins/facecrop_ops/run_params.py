@@ -17,7 +17,7 @@ from .settings import DEFAULTS, Settings, SettingsError
 # Params that are not crop/detection Settings.
 RUN_KEYS = (
     "source_uri", "dest_uri", "csv_uris", "path_column", "aws_conn_id",
-    "photos_per_shard", "max_shards", "miss_rate_limits",
+    "photos_per_shard", "max_shards", "miss_rate_limits", "full_recrop",
 )
 SETTING_KEYS = tuple(k for k in DEFAULTS.as_dict() if k not in ("device", "workers"))
 
@@ -37,6 +37,7 @@ class RunParams:
     max_shards: int
     settings: Settings
     miss_rate_limits: dict[str, float] = field(default_factory=dict)
+    full_recrop: bool = False  # crop every photo again, ignoring the last run's faces
 
 
 def parse(params: Mapping[str, Any]) -> RunParams:
@@ -75,6 +76,9 @@ def parse(params: Mapping[str, Any]) -> RunParams:
         isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in limits.values()
     ):
         problems.append('miss_rate_limits must map class names to rates 0..1, e.g. {"all": 0.3, "normal": 0.05}')
+    full_recrop = params.get("full_recrop", False)
+    if not isinstance(full_recrop, bool):
+        problems.append(f"full_recrop must be true or false (got {full_recrop!r}, default false)")
     if source and dest and source.bucket == dest.bucket and _overlaps_images(source, dest):
         problems.append("dest_uri must not lie inside an images folder of source_uri (raw photos are never touched)")
     settings = None
@@ -84,7 +88,7 @@ def parse(params: Mapping[str, Any]) -> RunParams:
         problems.extend(exc.problems)
     if problems:
         raise ParamsError("bad params: " + "; ".join(problems))
-    return RunParams(source, dest, csv_uris, path_column, aws_conn_id, per_shard, max_shards, settings, dict(limits))
+    return RunParams(source, dest, csv_uris, path_column, aws_conn_id, per_shard, max_shards, settings, dict(limits), full_recrop)
 
 
 def _overlaps_images(source: S3Location, dest: S3Location) -> bool:

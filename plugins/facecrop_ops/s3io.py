@@ -108,6 +108,15 @@ class S3Store:
     def put_text(self, bucket: str, key: str, text: str, content_type: str = "text/csv") -> None:
         self.put(bucket, key, text.encode(), content_type)
 
+    def delete_many(self, bucket: str, keys: list[str]) -> None:
+        """Delete objects, a thousand per request (S3's most)."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            with _refusals_are_final(bucket, "dest_uri"):
+                answer = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            if answer.get("Errors"):
+                raise RuntimeError(f"S3 refused to delete {len(answer['Errors'])} object(s), first: {answer['Errors'][0]}")
+
     def _window(self) -> int:
         return self.threads * 2
 

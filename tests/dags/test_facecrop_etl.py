@@ -166,3 +166,22 @@ def test_the_form_offers_the_rescue_options_with_reference_defaults(dag):
     for key, bad in (("fallback", "nearest"), ("fallback_size", "big"), ("second_pass_min_iou", 0)):
         with pytest.raises(ParamValidationError, match=f"Invalid input for param {key}"):
             form[key] = bad
+
+
+def test_a_cron_and_the_raw_datasets_asset_can_both_start_runs():
+    import os
+
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag; "
+        f"d = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['facecrop_etl']; "
+        "print(type(d.timetable).__name__, d.params['source_uri'], repr(d.timetable.asset_condition))"
+    )
+    for schedule, expected in (("0 3 * * *", "AssetOrTimeSchedule"), ("", "AssetTriggeredTimetable")):
+        env = {**os.environ, "FACECROP_SOURCE_ASSET": "s3://raw/masks/", "FACECROP_SCHEDULE": schedule}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        # The asset's URI is normalised; an s3:// asset is also the runs' default source_uri.
+        kind, source, condition = out.stdout.strip().splitlines()[-1].split(" ", 2)
+        assert (kind, source) == (expected, "s3://raw/masks/") and "uri='s3://raw/masks'" in condition
+    env = {**os.environ, "FACECROP_SCHEDULE": "@daily"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "set FACECROP_SOURCE_URI to the dataset they crop" in out.stdout + out.stderr

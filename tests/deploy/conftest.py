@@ -17,11 +17,13 @@ from facecrop_ops.locations import safe_run_id
 
 SOURCE = f"s3://{DATASET_BUCKET}/{DATASET_PREFIX}"
 # Deployment settings of this stack, as a user would put them in .env: detection on the gpu
-# queue, a daily schedule, and short waits so the missing-pool cases finish in a test.
+# queue, a daily schedule or an update of the raw dataset's asset, and short waits so the
+# missing-pool cases finish in a test.
 POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS = 10, 90
 SETTINGS = {
     "FACECROP_GPU_QUEUE": "gpu",
     "FACECROP_SCHEDULE": "@daily",
+    "FACECROP_SOURCE_ASSET": "s3://facecrop/dataset/",
     "FACECROP_POOL_WAIT_SECONDS": str(POOL_WAIT_SECONDS),
     "FACECROP_RUN_TIMEOUT_SECONDS": str(RUN_TIMEOUT_SECONDS),
 }

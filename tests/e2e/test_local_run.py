@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -83,10 +84,12 @@ def report(runs, name, run=0):
     return runs["bodies"][f"{PREFIX}_facecrop/runs/{rd}/{name}"]
 
 
-def test_the_dag_ran_in_three_shards_twice(runs):
+def test_the_dag_ran_in_three_shards_then_reused_them(runs):
     assert len(run_dirs(runs["second"])) == 2 and len(run_dirs(runs["bodies"])) == 3
     plan = json.loads(report(runs, "plan.json"))
     assert plan["photos"] == 25 and plan["shards"] == 3
+    again = json.loads(report(runs, "plan.json", 1))
+    assert again["photos"] == again["reused"] == 25 and again["shards"] == 0
 
 
 def test_one_210x280_face_per_good_photo(runs):
@@ -171,10 +174,13 @@ def test_raw_objects_are_unchanged(runs):
     assert {k: v for k, v in runs["second"].items() if k in runs["raw"]} == runs["raw"]
 
 
-def test_a_second_run_writes_identical_objects(runs):
+def test_a_second_run_reuses_every_face_and_writes_identical_objects(runs):
     outputs = lambda snap: {k: v for k, v in snap.items() if k not in runs["raw"] and "/_facecrop/" not in k}  # noqa: E731
     assert outputs(runs["second"]) == outputs(runs["first"])
-    assert report(runs, "manifest.csv", 0) == report(runs, "manifest.csv", 1)
+    first, second = (manifest.loads(report(runs, "manifest.csv", i).decode()) for i in (0, 1))
+    assert [replace(r, reused=False) for r in second] == first and not any(r.reused for r in first)
+    assert all(r.reused for r in second)
+    assert "25 reused from run manual__" in runs["output"] and "0 to crop in 0 shard(s)" in runs["output"]
 
 
 def test_published_csvs_are_assets_whose_events_carry_miss_rates(runs):

@@ -306,3 +306,95 @@ def test_fail_fast_ends_the_task_only_for_what_a_retry_cannot_fix():
     with pytest.raises(ClientError):
         with etl.fail_fast():
             raise throttled
+
+
+class CountingGets:
+    """An S3 client that counts photo downloads."""
+
+    def __init__(self, client):
+        self.client, self.photos = client, []
+
+    def __getattr__(self, name):
+        real = getattr(self.client, name)
+        if name != "get_object":
+            return real
+
+        def counted(**kwargs):
+            if "/images/" in kwargs["Key"]:
+                self.photos.append(kwargs["Key"])
+            return real(**kwargs)
+        return counted
+
+
+def _full_run(store, p, run_id):
+    for ref in etl.plan(p, run_id, store):
+        etl.crop_shard(p, run_id, ref, store, workers=1)
+    etl.publish(p, run_id, store)
+    return etl.record_metrics(p, run_id, store)
+
+
+def _published(store, bucket, dest):
+    """Faces and CSVs under dest, by key relative to it."""
+    return {k[len(dest):]: store.get(bucket, k) for k in keys(store, bucket, dest) if "/_facecrop/" not in k}
+
+
+def _manifest(store, bucket, dest, run_id):
+    rows = manifest.loads(store.get(bucket, f"{dest}_facecrop/runs/{run_id}/manifest.csv").decode())
+    return [(r.source, r.status, r.crop, r.error, r.etag) for r in rows], [r for r in rows if r.reused]
+
+
+def test_a_rerun_over_unchanged_photos_downloads_and_detects_nothing_and_publishes_the_same(store, bucket, s3):
+    p = params(bucket)
+    first = _full_run(store, p, "first")
+    before = _published(store, bucket, "out/")
+    counting = CountingGets(s3.client())
+    again = S3Store(counting, threads=8)
+    assert etl.plan(p, "second", again) == []  # no shard: nothing to detect
+    etl.publish(p, "second", again)
+    second = etl.record_metrics(p, "second", again)
+    assert counting.photos == []
+    assert _published(store, bucket, "out/") == before
+    rows1, _ = _manifest(store, bucket, "out/", "first")
+    rows2, reused = _manifest(store, bucket, "out/", "second")
+    assert rows2 == rows1 and len(reused) == len(rows1) == 25
+    for name, m in second["classes"].items():
+        assert {**m, "reused": 0} == first["classes"][name] and m["reused"] == m["images"]
+
+
+def test_changed_added_and_deleted_photos_are_exactly_what_a_rerun_recomputes(store, bucket, s3):
+    client = s3.client()
+    client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys(store, bucket, "raw/")]})
+    s3.upload(bucket, "raw/", samples.dataset(n_people=12, n_eval=12))
+    p = params(bucket, photos_per_shard=40)
+    _full_run(store, p, "first")
+    photos = [k for k in keys(store, bucket, "raw/") if "/images/" in k and "/._" not in k and "000012" not in k]
+    replaced, deleted = photos[10:15], photos[20:21]  # 5 % and 1 % of 97
+    for target, donor in zip(replaced, photos[30:35]):
+        client.copy_object(Bucket=bucket, Key=target, CopySource=f"{bucket}/{donor}")
+    client.delete_object(Bucket=bucket, Key=deleted[0])
+    extra = dict(samples.dataset(n_people=14, n_eval=0, junk=False))
+    added = [f"raw/{k}" for k in extra if "000014_" in k][:2]  # 2 %
+    for key in added:
+        client.put_object(Bucket=bucket, Key=key, Body=extra[key[len("raw/"):]])
+
+    counting = CountingGets(s3.client())
+    refs = etl.plan(p, "second", S3Store(counting, threads=8))
+    assert json.loads(store.get(bucket, "out/_facecrop/runs/second/plan.json"))["gone"] == 1
+    for ref in refs:
+        etl.crop_shard(p, "second", ref, S3Store(counting, threads=8), workers=1)
+    etl.publish(p, "second", store)
+    assert sorted(counting.photos) == sorted(replaced + added)
+    _, reused = _manifest(store, bucket, "out/", "second")
+    assert len(reused) == 97 - 5 - 1
+
+    _full_run(store, params(bucket, photos_per_shard=40, dest_uri=f"s3://{bucket}/fresh"), "fresh")
+    assert _published(store, bucket, "out/") == _published(store, bucket, "fresh/")  # the deleted photo's face is gone too
+    assert _manifest(store, bucket, "out/", "second")[0] == _manifest(store, bucket, "fresh/", "fresh")[0]
+
+
+def test_full_recrop_and_new_settings_ignore_the_index(store, bucket, s3):
+    p = params(bucket)
+    _full_run(store, p, "first")
+    assert sum(r["photos"] for r in etl.plan({**p, "full_recrop": True}, "again", store)) == 25
+    assert sum(r["photos"] for r in etl.plan({**p, "margin_top": 50}, "again", store)) == 25
+    assert etl.plan(p, "again", store) == []

@@ -46,7 +46,7 @@ def test_the_page_holds_the_table_charts_and_labelled_tiles_and_escapes_names():
     page = report.render(run, classes, "data:image/png;base64,AAAA", None, None, report.sheets(rows),
                          {rows[0].source: face, rows[1].source: face})
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;.jpg" in page
-    assert re.search(r"<td>mask1</td><td>2</td><td>1</td><td>1</td><td>1</td><td>0</td><td>50.0%</td>", page)
+    assert re.search(r"<td>mask1</td><td>2</td><td>1</td><td>1</td><td>1</td><td>0</td><td>50.0%</td><td>0</td>", page)
     assert page.count('<img alt="train/images/p00') == 2 and "p=0.910" in page and "not an image" in page
     assert "Trend over the history" not in page  # one run: nothing to trend yet
 
