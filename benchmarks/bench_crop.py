@@ -1,19 +1,23 @@
 """Library vs. the notebook's loop, on the same generated portraits, in one run.
 
-    .venv/bin/python benchmarks/bench_crop.py [--photos 96] [--device cpu|cuda]
+    .venv/bin/python benchmarks/bench_crop.py [--photos 96] [--device cpu|cuda] [--scale 500,2000]
 
 The reference is the notebook's loop exactly (one photo at a time: cv2.imread, BGR->RGB,
 facenet's MTCNN(keep_all=True).detect, pad/clamp, crop, resize, cv2.imwrite), with its
 MTCNN built before the clock starts. The library runs `crop_photos`, the code path of the
 CLI and the DAG, reading and writing the same files, its process start-up included.
 Prints images/s of each, the ratio, peak memory, and how many crop boxes differ; then the
-speed and changed boxes at min_face_size 40 and 80.
+speed and changed boxes at min_face_size 40 and 80. `--scale` runs the library alone on each
+count in a fresh process and prints photos/s and peak RSS side by side, so a regression in how
+cost grows shows at a glance. Each run ends with a `RESULT {json}` line for scripts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import resource
 import sys
 import tempfile
@@ -91,13 +95,46 @@ def peak_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def vm_hwm_mb() -> float:
+    """This process's own peak RSS (ru_maxrss would carry a parent's size across exec)."""
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+
+
+def library_only(count: int, device: str, workers: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        names = make_photos(src, count)
+        secs, _ = library_run(src, Path(tmp) / "lib", names, Settings(device=device, workers=workers))
+    return {"photos": count, "photos_per_s": count / secs, "task_mb": vm_hwm_mb(), "worker_mb": peak_mb(resource.RUSAGE_CHILDREN)}
+
+
+def scale(counts: list[int], device: str, workers: int) -> None:
+    rows = []
+    for count in counts:
+        out = subprocess.run([sys.executable, __file__, "--one", str(count), "--device", device, "--workers", str(workers)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"{'photos':>8}{'photos/s':>10}{'peak RSS, process':>19}{'largest worker':>16}   (device {device})")
+    for r in rows:
+        print(f"{r['photos']:>8}{r['photos_per_s']:>10.1f}{r['task_mb']:>16.0f} MB{r['worker_mb']:>13.0f} MB")
+    print("RESULT " + json.dumps({"device": device, "scale": rows}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", type=int, default=96)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--workers", type=int, default=0, help="library processes (0 = auto)")
     parser.add_argument("--skip-min-face", action="store_true", help="skip the min_face_size 40/80 runs")
+    parser.add_argument("--scale", help="photo counts for the library alone, e.g. 500,2000")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(library_only(args.one, args.device, args.workers)))
+        return
+    if args.scale:
+        scale([int(n) for n in args.scale.split(",")], args.device, args.workers)
+        return
 
     import torch
 
@@ -127,6 +164,8 @@ def main() -> None:
               f"{differ} differ, largest difference {worst} px; {same_bytes}/{n} face files byte-identical")
         print(f"peak RSS       : reference process {ref_rss:.0f} MB; library parent "
               f"{peak_mb(resource.RUSAGE_SELF):.0f} MB, largest worker {peak_mb(resource.RUSAGE_CHILDREN):.0f} MB")
+        print("RESULT " + json.dumps({"device": args.device, "photos": n, "reference_per_s": n / ref_s, "library_per_s": n / lib_s,
+                                      "speedup": ref_s / lib_s, "boxes_identical": n - differ}))
         if not args.skip_min_face:
             for size in (40, 80):
                 fast = Settings(device=args.device, workers=args.workers, min_face_size=size)

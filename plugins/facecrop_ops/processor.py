@@ -405,7 +405,9 @@ def _finish_centre(result: CropResult, photo: Photo, sized: Settings, reread: Ca
 
 def _run(chunks: Iterator[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:
     if n_workers <= 1:
-        cropper = _Cropper(settings, threads=2)
+        # On a GPU this one process feeds the device: decoding and encoding get the cores.
+        threads = min(8, os.cpu_count() or 2) if resolve_device(settings.device) != "cpu" else 2
+        cropper = _Cropper(settings, threads=threads)
         try:
             yield from cropper.run(chunks)
         finally:
