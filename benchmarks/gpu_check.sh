@@ -14,11 +14,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}"
 log="${OUT:-/tmp}/gpu_check.log"
-exec > >(tee "$log") 2>&1
 PY=${PYTHON:-python3}
 
+main() {
+
 if ls .whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || return 1
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -55,4 +56,8 @@ for r in rows:
         print(f"{r['device']:<7}{r['photos']:>8}{r['reference_per_s']:>17.1f}{r['library_per_s']:>11.1f}"
               f"{r['speedup']:>9.2f}x{r['boxes_identical']:>10}/{r['photos']:<6}")
 EOF
-exit $tests
+return $tests
+}
+
+main 2>&1 | tee "$log"
+exit "${PIPESTATUS[0]}"

@@ -74,12 +74,13 @@ class Detector:
     def _detect_batch(self, batch: list[np.ndarray]) -> list[Detection | None]:
         if self.settings.engine == "fast":
             return [self._first(boxes) for boxes in self._fast(batch)]
+        return [Detection(found[0][0], found[0][1], len(found)) if found else None for found in self._facenet(batch)]
+
+    def _facenet(self, batch: list[np.ndarray]) -> list[list[tuple[tuple[float, float, float, float], float]]]:
+        """facenet's own detect(): every (box, probability) per photo, in its order."""
         boxes, probs = self._mtcnn.detect(batch)
         # detect() returns object arrays whose shape depends on content; go photo by photo.
-        return [
-            None if b is None else Detection(_box(b[0]), float(p[0]), len(b))
-            for b, p in zip(list(boxes), list(probs))
-        ]
+        return [[] if b is None else [(_box(x), float(q)) for x, q in zip(b, p)] for b, p in zip(list(boxes), list(probs))]
 
     def _fast(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -98,15 +99,9 @@ class Detector:
     def candidates(self, images: Sequence[np.ndarray]) -> list[list[tuple[tuple[float, float, float, float], float]]]:
         """Every face found in each image, as (box, probability): for a second pass, which
         judges them against other evidence instead of taking the first."""
-        out = []
-        for img in images:
-            if self.settings.engine == "fast":
-                found = [(_box(b[:4]), float(b[4])) for b in self._fast([img])[0]]
-            else:
-                boxes, probs = self._mtcnn.detect([img])
-                found = [] if boxes[0] is None else [(_box(b), float(p)) for b, p in zip(boxes[0], probs[0])]
-            out.append(found)
-        return out
+        if self.settings.engine != "fast":
+            return [self._facenet([img])[0] for img in images]
+        return [[(_box(b[:4]), float(b[4])) for b in self._fast([img])[0]] for img in images]
 
     def _first(self, boxes: np.ndarray) -> Detection | None:
         """The box facenet's `MTCNN.detect` would list first, chosen by the same numpy calls."""

@@ -115,10 +115,11 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
         raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
     csv_uris = list(rp.csv_uris) or [rp.source.key_uri(name) for name in listing.csvs]
     _check_csvs(csv_uris, rp, store)
-    index_run, previous, faces = _index(rp, listing.images_roots, store)
-    decision = incremental.decide({k: etags[k] for k in listing.photos}, previous, faces,
+    index_run, previous, faces, reuse = _index(rp, listing.images_roots, store)
+    decision = incremental.decide({k: etags[k] for k in listing.photos}, previous, faces, reuse=reuse,
                                   whole_folders=rp.settings.uses_siblings)
-    shards = make_shards(decision.todo, rp.photos_per_shard, rp.max_shards) if decision.todo else []
+    shards = make_shards(decision.todo, rp.photos_per_shard, rp.max_shards,
+                         whole_folders=rp.settings.uses_siblings) if decision.todo else []
     plan_id = _plan_id(rp, shards, etags)
     rd = run_dir(rp.dest, run_id)
     for i, keys in enumerate(shards):
@@ -145,21 +146,21 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
     return [{"shard": i, "photos": len(keys), "plan": plan_id} for i, keys in enumerate(shards)]
 
 
-def _index(rp: RunParams, images_roots: list[str], store: S3Store) -> tuple[str | None, list[ManifestRow] | None, set[str]]:
-    """(the last run's id, its manifest rows, the faces in dest) when its faces may be reused:
-    not a full recrop, same source and face-shaping settings, and not sized by the run's own
-    detections (fallback_size auto); (None, None, empty) otherwise."""
-    if rp.full_recrop or rp.settings.fallback_size == "auto":
-        return None, None, set()
+def _index(rp: RunParams, images_roots: list[str], store: S3Store) -> tuple[str | None, list[ManifestRow] | None, dict[str, str], bool]:
+    """(the last run's id, its manifest rows, the faces in dest with their ETags, whether its
+    faces may be reused): reuse needs the same face-shaping settings, no full recrop, and
+    centre boxes not sized by the run's own detections (fallback_size auto). Its rows serve
+    even without reuse, to find the photos deleted since."""
     pointer = store.get_if_exists(rp.dest.bucket, rp.dest.key(incremental.INDEX))
     doc = None if pointer is None else json.loads(pointer)
-    if doc is None or doc["source_uri"] != rp.source.uri or doc["settings_fingerprint"] != rp.settings.fingerprint():
-        return None, None, set()
-    last = store.get_if_exists(rp.dest.bucket, doc["manifest"])
+    last = None if doc is None or doc["source_uri"] != rp.source.uri else store.get_if_exists(rp.dest.bucket, doc["manifest"])
     if last is None:
-        return None, None, set()
-    faces = {rp.dest.rel(key) for root in images_roots for key in store.list(rp.dest.child(face_rel(root, "")), "dest_uri")}
-    return doc["run_id"], manifest.loads(last.decode()), faces
+        return None, None, {}, False
+    reuse = (not rp.full_recrop and rp.settings.fallback_size != "auto"
+             and doc["settings_fingerprint"] == rp.settings.fingerprint())
+    faces = {rp.dest.rel(o.key): o.etag for root in images_roots
+             for o in store.objects(rp.dest.child(face_rel(root, "")), "dest_uri")} if reuse else {}
+    return doc["run_id"], manifest.loads(last.decode()), faces, reuse
 
 
 GONE = "photo not found: deleted after the run was planned"
@@ -174,6 +175,7 @@ def crop_shard(
     nothing left to do; one that does not redoes the shard and writes the same objects."""
     # Imported here: they load OpenCV and torch, which only this task needs.
     from .detector import resolve_device
+    from .imaging import BadPhoto
     from .processor import Photo, crop_photos, plan_workers
 
     rp = parse(params)
@@ -208,16 +210,24 @@ def crop_shard(
 
     def faces() -> Iterator[tuple[str, bytes, str]]:
         for result in crop_photos(photos(), settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers,
-                                  reread=lambda photo: store.get(rp.source.bucket, rp.source.key(photo.source))):
+                                  reread=reread):
             rows.append(replace(result.row, etag=etags[result.row.source]))
             if result.face is not None:
                 yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)
 
+    def reread(photo: Photo) -> bytes:
+        """The planned version of a photo again (a centre crop sized after the shard)."""
+        data = store.get_if_exists(rp.source.bucket, rp.source.key(photo.source), etag=etags[photo.source])
+        if data is None:
+            raise BadPhoto("photo not found: deleted or replaced while the shard ran")
+        return data
+
     uploaded = store.put_many(rp.dest.bucket, faces())
+    rows = [replace(r, face_etag=uploaded[rp.dest.key(r.output)]) if r.output else r for r in rows]
     store.put_text(rd.bucket, done_key, manifest.dumps(rows))
     summary = _summary(index, rows)
     log.info("shard %d: %d photos, %d faces uploaded to %s, %d detected, %d fallback, %d errors",
-             index, summary["photos"], uploaded, rp.dest.uri, summary["detected"], summary["fallback"], summary["errors"])
+             index, summary["photos"], len(uploaded), rp.dest.uri, summary["detected"], summary["fallback"], summary["errors"])
     return summary
 
 
@@ -242,9 +252,14 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
     rd = run_dir(rp.dest, run_id)
     plan_doc = json.loads(store.get(rd.bucket, rd.key("plan.json")))
     plan_id = plan_doc["plan_id"]
+    pointer = store.get_if_exists(rp.dest.bucket, rp.dest.key(incremental.INDEX))
+    current = None if pointer is None else json.loads(pointer)["run_id"]
+    if current not in (None, plan_doc["index_run"], run_id):
+        raise RunError(f"{rp.dest.uri} moved on to run {current} after this run was planned: its reused faces and "
+                       "deletions may no longer hold. Clear the whole run (every task) so it plans again")
     rows = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv")).decode())
     for index in range(plan_doc["shards"]):
-        key = _shard_key(rd, plan_doc["plan_id"], index, ".manifest.csv")
+        key = _shard_key(rd, plan_id, index, ".manifest.csv")
         shard_manifest = store.get_if_exists(rd.bucket, key)
         if shard_manifest is None:
             raise RunError(f"shard {index} has no manifest at s3://{rd.bucket}/{key}: its crop task did not finish")
@@ -269,8 +284,11 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
     for r in rejects[:10]:
         log.warning("rejected %s line %d (%s): %s", r.csv, r.line, r.path, r.reason)
     gone = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv")).decode())
+    # Faces this pipeline may have written that no published row points at any more: photos
+    # deleted from the bucket, and photos that became unreadable.
     outputs = {r.output for r in rows}
-    stale = sorted(r.output for r in gone if r.output and r.output not in outputs)
+    stale = sorted({face_rel(*split) for r in (*gone, *(r for r in rows if r.status == ERROR))
+                    if (split := split_images_root(r.source))} - outputs)
     store.delete_many(rp.dest.bucket, [rp.dest.key(k) for k in stale])
     if stale:
         log.info("removed %d face(s) of photos deleted since the last run, e.g. %s", len(stale), rp.dest.key_uri(stale[0]))

@@ -12,7 +12,7 @@ COLUMNS = (
     "source", "output", "class", "status", "prob",
     "box_x1", "box_y1", "box_x2", "box_y2",
     "crop_x1", "crop_y1", "crop_x2", "crop_y2",
-    "error", "faces", "method", "etag", "reused",
+    "error", "faces", "method", "etag", "face_etag", "reused",
 )
 DETECTED, FALLBACK, ERROR = "detected", "fallback", "error"
 STATUSES = (DETECTED, FALLBACK, ERROR)
@@ -20,7 +20,6 @@ STATUSES = (DETECTED, FALLBACK, ERROR)
 # method says how the crop was then made: the detection, a guarded second pass, a sibling's
 # box, or the centre box. Error rows have none.
 MTCNN, SECOND_PASS, SIBLING, CENTRE = "mtcnn", "second_pass", "sibling", "centre"
-METHODS = (MTCNN, SECOND_PASS, SIBLING, CENTRE)
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,9 @@ class ManifestRow:
     crop: tuple[int, int, int, int] | None = None  # the integer box actually cropped
     error: str = ""
     faces: int = 0  # faces MTCNN found; the crop uses the first
-    method: str = ""  # one of METHODS; "" for error rows
+    method: str = ""  # MTCNN, SECOND_PASS, SIBLING or CENTRE; "" for error rows
     etag: str = ""  # the source object's ETag when it was cropped: what an incremental run compares
+    face_etag: str = ""  # the face object's ETag as uploaded: a face overwritten since is not reused
     reused: bool = False  # taken from the last run instead of cropped again
 
     def record(self) -> dict[str, str]:
@@ -53,6 +53,7 @@ class ManifestRow:
             "faces": str(self.faces),
             "method": self.method,
             "etag": self.etag,
+            "face_etag": self.face_etag,
             "reused": "true" if self.reused else "false",
         }
 
@@ -75,6 +76,7 @@ class ManifestRow:
             faces=int(rec.get("faces") or 0),
             method=rec["method"],
             etag=rec["etag"],
+            face_etag=rec["face_etag"],
             reused=rec["reused"] == "true",
         )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from .locations import published_csv_name, split_images_root
-from .naming import is_hidden, is_photo_name
+from .naming import is_hidden, is_photo_name, person_folder
 
 # Airflow refuses to map more than [core] max_map_length (1024) instances; stay far below.
 MAX_SHARDS_LIMIT = 512
@@ -56,9 +56,11 @@ def classify(rel_keys: Iterable[str]) -> Listing:
     return out
 
 
-def make_shards(photos: list[str], photos_per_shard: int, max_shards: int) -> list[list[str]]:
+def make_shards(photos: list[str], photos_per_shard: int, max_shards: int, *, whole_folders: bool = False) -> list[list[str]]:
     """Pack person folders (a photo's parent folder) into shards of about `photos_per_shard`
-    photos; if that would give more than `max_shards`, shards grow instead."""
+    photos; if that would give more than `max_shards`, shards grow instead. A folder bigger
+    than a shard is cut, unless `whole_folders` (crops that depend on a person's other photos)
+    and it is a person folder; flat folders of strangers are always cut."""
     if photos_per_shard < 1 or not 1 <= max_shards <= MAX_SHARDS_LIMIT:
         raise ValueError(f"photos_per_shard must be >= 1 and max_shards 1..{MAX_SHARDS_LIMIT}")
     folders: dict[str, list[str]] = {}
@@ -67,6 +69,9 @@ def make_shards(photos: list[str], photos_per_shard: int, max_shards: int) -> li
     groups = []
     for folder_photos in folders.values():
         # A flat folder (eval/images/<hash>.jpg) is one "folder" of thousands: cut it up.
+        if whole_folders and person_folder(folder_photos[0]) is not None:
+            groups.append(folder_photos)
+            continue
         for i in range(0, len(folder_photos), photos_per_shard):
             groups.append(folder_photos[i : i + photos_per_shard])
     target = max(photos_per_shard, math.ceil(len(photos) / max_shards))

@@ -155,16 +155,7 @@ class _Cropper:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facecrop-io")
 
     def _decode(self, photo: Photo) -> _Decoded:
-        try:
-            rgb = decode_rgb(photo.read())
-        except BadPhoto as exc:
-            return _Decoded(photo, None, str(exc))
-        except OSError as exc:
-            return _Decoded(photo, None, f"cannot read: {exc.strerror or exc}")
-        h, w = rgb.shape[:2]
-        if min(h, w) < self.settings.min_face_size:
-            return _Decoded(photo, None, f"too small to detect in ({w}x{h} px < min_face_size {self.settings.min_face_size})")
-        return _Decoded(photo, rgb)
+        return _decode(photo, photo.read, self.settings)
 
     def _detect(self, decoded: list[_Decoded]) -> list[Detection | None | str]:
         """Detections for the readable photos; if a batch fails, photos are retried alone so
@@ -393,14 +384,23 @@ def crop_photos(
 
 def _finish_centre(result: CropResult, photo: Photo, sized: Settings, reread: Callable[[Photo], bytes] | None) -> CropResult:
     """A deferred centre crop, now that its size is known."""
-    try:
-        decoded = _Decoded(photo, decode_rgb(reread(photo) if reread is not None else photo.read()))
-    except BadPhoto as exc:
-        decoded = _Decoded(photo, None, str(exc))
-    except OSError as exc:
-        decoded = _Decoded(photo, None, f"cannot read: {exc.strerror or exc}")
+    decoded = _decode(photo, (lambda: reread(photo)) if reread is not None else photo.read, sized)
     row = result.row
     return _render(decoded, _Choice(row.box, CENTRE, row.prob, row.faces), sized)
+
+
+def _decode(photo: Photo, read: Callable[[], bytes], settings: Settings) -> _Decoded:
+    """Its pixels, or the reason it has none (unreadable, too small to detect a face in)."""
+    try:
+        rgb = decode_rgb(read())
+    except BadPhoto as exc:
+        return _Decoded(photo, None, str(exc))
+    except OSError as exc:
+        return _Decoded(photo, None, f"cannot read: {exc.strerror or exc}")
+    h, w = rgb.shape[:2]
+    if min(h, w) < settings.min_face_size:
+        return _Decoded(photo, None, f"too small to detect in ({w}x{h} px < min_face_size {settings.min_face_size})")
+    return _Decoded(photo, rgb)
 
 
 def _run(chunks: Iterator[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:

@@ -85,7 +85,8 @@ def trend_chart(trend: Any) -> str:
     ax.set_ylabel("miss rate")
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    if len(trend.columns):
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
     return _png(fig)
 
 

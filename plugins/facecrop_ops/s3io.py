@@ -87,23 +87,27 @@ class S3Store:
         with _refusals_are_final(bucket, "the run's URIs"):
             return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    def get_if_exists(self, bucket: str, key: str, first_bytes: int | None = None) -> bytes | None:
-        """The object (or its first bytes, e.g. a CSV's header), or None when there is none:
-        one request where exists() then get() would take two."""
+    def get_if_exists(self, bucket: str, key: str, first_bytes: int | None = None, etag: str | None = None) -> bytes | None:
+        """The object (or its first bytes, e.g. a CSV's header), or None when there is none
+        (or, given `etag`, when it is no longer that version): one request where exists()
+        then get() would take two."""
         extra = {"Range": f"bytes=0-{first_bytes - 1}"} if first_bytes else {}
+        if etag:
+            extra["IfMatch"] = f'"{etag}"'
         with _refusals_are_final(bucket, "the run's URIs"):
             try:
                 return self.client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
             except Exception as exc:
-                if _code(exc) in NOT_FOUND:
+                if _code(exc) in NOT_FOUND or _code(exc) in ("PreconditionFailed", "412"):
                     return None
                 if _code(exc) == "InvalidRange":  # a ranged read of an empty object
                     return b""
                 raise
 
-    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> str:
+        """Upload; returns the new object's ETag."""
         with _refusals_are_final(bucket, "dest_uri"):
-            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+            return self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)["ETag"].strip('"')
 
     def put_text(self, bucket: str, key: str, text: str, content_type: str = "text/csv") -> None:
         self.put(bucket, key, text.encode(), content_type)
@@ -114,8 +118,12 @@ class S3Store:
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             with _refusals_are_final(bucket, "dest_uri"):
                 answer = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-            if answer.get("Errors"):
-                raise RuntimeError(f"S3 refused to delete {len(answer['Errors'])} object(s), first: {answer['Errors'][0]}")
+            errors = answer.get("Errors") or []
+            if any(e.get("Code") in _REFUSED for e in errors):
+                raise StorageError(f"deleting in bucket {bucket!r} was refused ({errors[0]['Code']}): give the aws connection "
+                                   "s3:DeleteObject on dest_uri, where the faces of deleted photos are removed")
+            if errors:
+                raise RuntimeError(f"S3 could not delete {len(errors)} object(s), first: {errors[0]}")
 
     def _window(self) -> int:
         return self.threads * 2
@@ -139,17 +147,18 @@ class S3Store:
                     on_done(1)
                 yield key, data
 
-    def put_many(self, bucket: str, items: Iterable[tuple[str, bytes, str]]) -> int:
+    def put_many(self, bucket: str, items: Iterable[tuple[str, bytes, str]]) -> dict[str, str]:
         """Upload (key, bytes, content type) items concurrently, a window at a time, as `items`
-        produces them; the first failure raises once the uploads in flight are done."""
-        count = 0
+        produces them; returns each key's new ETag. The first failure raises once the uploads
+        in flight are done."""
+        etags: dict[str, str] = {}
         with ThreadPoolExecutor(self.threads, thread_name_prefix="s3-put") as pool:
-            pending: deque[Future[None]] = deque()
+            pending: deque[tuple[str, Future[str]]] = deque()
             for key, data, ctype in items:
-                pending.append(pool.submit(self.put, bucket, key, data, ctype))
-                count += 1
+                pending.append((key, pool.submit(self.put, bucket, key, data, ctype)))
                 while len(pending) >= self._window():
-                    pending.popleft().result()
-            for future in pending:
-                future.result()
-        return count
+                    key_done, future = pending.popleft()
+                    etags[key_done] = future.result()
+            for key_done, future in pending:
+                etags[key_done] = future.result()
+        return etags

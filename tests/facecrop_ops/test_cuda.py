@@ -39,7 +39,7 @@ def test_gpu_crops_equal_cpu_crops(portraits):
                     data=samples.encode(rgb)) for i, rgb in enumerate(portraits)]
     gpu = [r.row.crop for r in crop_photos(photos, Settings(device="cuda"))]
     cpu = [r.row.crop for r in crop_photos(photos, Settings(device="cpu", workers=1))]
-    assert sum(g != c for g, c in zip(gpu, cpu)) <= len(photos) // 100  # float rounding may move one box in 100
+    assert sum(g != c for g, c in zip(gpu, cpu)) <= max(1, len(photos) // 100)  # float rounding may move one box in 100
 
 
 def test_mixed_sizes_and_a_batch_larger_than_memory_would_like(portraits):

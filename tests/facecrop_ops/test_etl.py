@@ -398,3 +398,40 @@ def test_full_recrop_and_new_settings_ignore_the_index(store, bucket, s3):
     assert sum(r["photos"] for r in etl.plan({**p, "full_recrop": True}, "again", store)) == 25
     assert sum(r["photos"] for r in etl.plan({**p, "margin_top": 50}, "again", store)) == 25
     assert etl.plan(p, "again", store) == []
+
+
+def test_a_face_overwritten_by_a_run_that_never_published_is_cropped_again(store, bucket, s3):
+    p = params(bucket)
+    _full_run(store, p, "first")
+    before = _published(store, bucket, "out/")
+    other = {**p, "margin_top": 10}  # another run over the same dest crops, then fails before publishing
+    for ref in etl.plan(other, "failed", store):
+        etl.crop_shard(other, "failed", ref, store, workers=1)
+    assert _published(store, bucket, "out/") != before
+    detected = sum(r.status == "detected" for r in manifest.loads(store.get(bucket, "out/_facecrop/runs/first/manifest.csv").decode()))
+    # Every face the other margin changed is cropped again; centre crops came out byte-identical (same ETag), so they stay.
+    assert sum(r["photos"] for r in etl.plan(p, "third", store)) == detected == 20
+    _full_run(store, p, "third")
+    assert _published(store, bucket, "out/") == before
+
+
+def test_publishing_a_run_planned_before_the_destination_moved_on_is_refused(store, bucket):
+    p = params(bucket)
+    _full_run(store, p, "first")
+    etl.plan(p, "older", store)  # planned against "first"...
+    _full_run(store, p, "newer")  # ...then another run published
+    with pytest.raises(etl.RunError, match="moved on to run newer after this run was planned.*Clear the whole run"):
+        etl.publish(p, "older", store)
+
+
+def test_faces_of_deleted_or_now_unreadable_photos_are_removed_even_on_a_full_recrop(store, bucket, s3):
+    p = params(bucket)
+    _full_run(store, p, "first")
+    client = s3.client()
+    client.delete_object(Bucket=bucket, Key="raw/train/images/000001_male_White_47/mask2.jpg")
+    client.put_object(Bucket=bucket, Key="raw/train/images/000002_male_White_51/mask3.jpg", Body=b"not a photo any more")
+    _full_run(store, {**p, "full_recrop": True}, "second")
+    faces = {k for k in keys(store, bucket, "out/") if "/faces/" in k}
+    assert "out/train/faces/000001_male_White_47/mask2.jpg" not in faces
+    assert "out/train/faces/000002_male_White_51/mask3.jpg" not in faces
+    assert len(faces) == 23 - 2

@@ -24,4 +24,5 @@ def test_json_and_table_carry_the_same_numbers():
     assert metrics.as_json(m)["mask2"] == {"images": 4, "detected": 3, "fallback": 1, "errors": 0, "rescued": 0, "reused": 0, "miss_rate": 0.25}
     table = metrics.table(m)
     assert "mask2" in table and "25.0%" in table
-    assert table.splitlines()[-1].split()[:5] == ["all", "4", "3", "1", "0"]
+    assert table.splitlines()[0].split() == ["class", "images", "detected", "fallback", "rescued", "errors", "miss", "rate", "reused"]
+    assert table.splitlines()[-1].split() == ["all", "4", "3", "1", "0", "0", "25.0%", "0"]

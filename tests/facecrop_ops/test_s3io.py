@@ -70,7 +70,8 @@ def test_put_many_takes_items_as_they_come_and_bounds_uploads_in_flight(s3):
             ahead.append(i - client.finished)
             yield f"up/{i:03d}", b"x" * i, "application/octet-stream"
 
-    assert store.put_many(BUCKET, items()) == 30
+    etags = store.put_many(BUCKET, items())
+    assert sorted(etags) == [f"up/{i:03d}" for i in range(30)] and all(len(e) == 32 for e in etags.values())
     assert max(ahead) <= 2 * 3  # a window of uploads, never the whole stream held
     assert store.list(S3Location(BUCKET, "up/")) == [f"up/{i:03d}" for i in range(30)]
 
