@@ -114,8 +114,8 @@ class _Integral:
         self.width1 = w + 1
         self.device = device
 
-    def _corner(self, images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        cells = images[:, None, None] * self.plane + rows[:, :, None] * self.width1 + cols[:, None, :]
+    def _gather(self, cells: torch.Tensor) -> torch.Tensor:
+        """Table cells by flat index: (..., C)."""
         if self.device.type == "cpu":  # numpy's take is about twice as fast as index_select here
             out = torch.from_numpy(np.take(self.flat.numpy(), cells.numpy().ravel(), axis=0))
         else:
@@ -130,10 +130,10 @@ class _Integral:
         each (image, window) given as 1-D tensors: (K, C, out_h, out_w), channels-last memory."""
         r0, r1 = _bounds(top, height, out_h)
         c0, c1 = _bounds(left, width, out_w)
-        sums = (
-            self._corner(images, r1, c1) - self._corner(images, r1, c0)
-            - self._corner(images, r0, c1) + self._corner(images, r0, c0)
-        )
+        # The four corners of every window in one gather: (2 row ends, 2 column ends, K, out_h, out_w).
+        rows = torch.stack([r1, r0]) * self.width1 + (images * self.plane)[:, None]
+        corners = self._gather(rows[:, None, :, :, None] + torch.stack([c1, c0])[None, :, :, None, :])
+        sums = corners[0, 0].sub_(corners[0, 1]).sub_(corners[1, 0]).add_(corners[1, 1])  # exact: integers
         return _means(sums, r1 - r0, c1 - c0)
 
     def pyramid_level(self, out_h: int, out_w: int) -> torch.Tensor:
@@ -145,8 +145,10 @@ class _Integral:
         zero = torch.zeros(1, dtype=torch.long)
         r0, r1 = (t[0] for t in _bounds(zero, torch.tensor([self.height]), out_h))
         c0, c1 = (t[0] for t in _bounds(zero, torch.tensor([self.width]), out_w))
-        rows = np.take(table, r1.numpy(), axis=1) - np.take(table, r0.numpy(), axis=1)
-        sums = np.take(rows, c1.numpy(), axis=2) - np.take(rows, c0.numpy(), axis=2)
+        rows = np.take(table, r1.numpy(), axis=1)
+        rows -= np.take(table, r0.numpy(), axis=1)
+        sums = np.take(rows, c1.numpy(), axis=2)
+        sums -= np.take(rows, c0.numpy(), axis=2)
         return _means(torch.from_numpy(sums), r1 - r0, c1 - c0)
 
     def candidates(self, image_inds: torch.Tensor, y, ey, x, ex, size: int) -> torch.Tensor:
@@ -168,7 +170,12 @@ def _means(sums: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.
     means as (..., C, out_h, out_w) views of channels-last memory. Sums of uint8 pixels are
     exact integers; dividing by the window's height, then by its width, as torch's
     adaptive-average kernel does, gives its float32 result bit for bit."""
-    means = sums.to(torch.float32) / rows.to(torch.float32)[..., :, None, None] / cols.to(torch.float32)[..., None, :, None]
+    means = sums.to(torch.float32)
+    # Divisors spelled out to the shape of a window's means: dividing by broadcast (out_h, 1, 1)
+    # and (1, out_w, 1) views is three times slower. In place: the same rounding, less memory.
+    shape = (*rows.shape[:-1], *means.shape[-3:])
+    means.div_(rows.to(torch.float32)[..., :, None, None].expand(shape).contiguous())
+    means.div_(cols.to(torch.float32)[..., None, :, None].expand(shape).contiguous())
     return means.movedim(-1, -3)
 
 
@@ -209,7 +216,7 @@ def detect_faces(
     offset = 0
     for scale in scales:
         im_data = table.pyramid_level(int(h * scale + 1), int(w * scale + 1))
-        im_data = (im_data - 127.5) * 0.0078125
+        im_data = im_data.sub_(127.5).mul_(0.0078125)  # facenet's (x - 127.5) * 0.0078125, in place
         reg, probs = pnet(im_data)
         boxes_scale, image_inds_scale = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
         boxes.append(boxes_scale)
@@ -236,7 +243,7 @@ def detect_faces(
     y, ey, x, ex = pad(boxes, w, h)
 
     if len(boxes) > 0:
-        im_data = (table.candidates(image_inds, y, ey, x, ex, 24) - 127.5) * 0.0078125
+        im_data = table.candidates(image_inds, y, ey, x, ex, 24).sub_(127.5).mul_(0.0078125)
         out = fixed_batch_process(im_data, rnet)
         out0 = out[0].permute(1, 0)
         out1 = out[1].permute(1, 0)
@@ -252,7 +259,7 @@ def detect_faces(
 
     if len(boxes) > 0:
         y, ey, x, ex = pad(boxes, w, h)
-        im_data = (table.candidates(image_inds, y, ey, x, ex, 48) - 127.5) * 0.0078125
+        im_data = table.candidates(image_inds, y, ey, x, ex, 48).sub_(127.5).mul_(0.0078125)
         out = fixed_batch_process(im_data, onet)
         out0 = out[0].permute(1, 0)
         out2 = out[2].permute(1, 0)
