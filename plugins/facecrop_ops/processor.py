@@ -1,7 +1,7 @@
 """The shard processor: photos in, face files and one manifest row per photo out.
 
 This is the one code path for the CLI and the DAG's detect task. Its speed comes from
-three places, measured by benchmarks/bench_crop.py:
+four places, measured by benchmarks/bench_crop.py:
 
 * batched detection (same-size photos together) with the exact fast MTCNN engine;
 * on CPUs, one worker process per core with one torch thread each: these small networks
