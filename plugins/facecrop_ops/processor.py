@@ -6,8 +6,9 @@ four places, measured by benchmarks/bench_crop.py:
 * batched detection (same-size photos together) with the exact fast MTCNN engine;
 * on CPUs, one worker process per core with one torch thread each: these small networks
   scale better across processes than across torch's intra-op threads;
-* in every process, JPEG decoding and encoding run in threads, one chunk ahead of and one
-  chunk behind detection, so the detector does not wait for them;
+* JPEG decoding and encoding run in threads, one chunk ahead of and one chunk behind
+  detection, so a process that feeds a GPU does not wait for them (CPU workers take one
+  chunk at a time: with a worker per core, the cores are busy either way);
 * a detecting process keeps the memory it frees (`_keep_freed_memory`), so each batch's
   large temporaries do not page-fault in again.
 
