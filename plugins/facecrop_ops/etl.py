@@ -147,15 +147,17 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
 
 
 def _index(rp: RunParams, images_roots: list[str], store: S3Store) -> tuple[str | None, list[ManifestRow] | None, dict[str, str], bool]:
-    """(the last run's id, its manifest rows, the faces in dest with their ETags, whether its
-    faces may be reused): reuse needs the same face-shaping settings, no full recrop, and
-    centre boxes not sized by the run's own detections (fallback_size auto). Its rows serve
-    even without reuse, to find the photos deleted since."""
+    """(the run the index points at, its manifest rows, the faces in dest with their ETags,
+    whether its faces may be reused): reuse needs the same source, the same face-shaping
+    settings, no full recrop, and centre boxes not sized by the run's own detections
+    (fallback_size auto). Its rows serve even without reuse, to find the photos deleted
+    since. The run id is returned whenever there is an index, so publish can tell whether
+    another run moved it on meanwhile."""
     pointer = store.get_if_exists(rp.dest.bucket, rp.dest.key(incremental.INDEX))
     doc = None if pointer is None else json.loads(pointer)
     last = None if doc is None or doc["source_uri"] != rp.source.uri else store.get_if_exists(rp.dest.bucket, doc["manifest"])
     if last is None:
-        return None, None, {}, False
+        return None if doc is None else doc["run_id"], None, {}, False
     reuse = (not rp.full_recrop and rp.settings.fallback_size != "auto"
              and doc["settings_fingerprint"] == rp.settings.fingerprint())
     faces = {rp.dest.rel(o.key): o.etag for root in images_roots

@@ -60,6 +60,7 @@ def decide(
     gone = [row for key, row in last.items() if key not in etags]
     if whole_folders:
         changed = {person_folder(k) for k in etags if k not in keep} | {person_folder(r.source) for r in gone}
+        changed.discard(None)  # photos outside person folders (eval/images/x.jpg) stand alone
         keep = {k: row for k, row in keep.items() if person_folder(k) not in changed}
     return Decision(
         reused=[replace(row, reused=True) for row in keep.values()],

@@ -76,7 +76,7 @@ class ManifestRow:
             faces=int(rec.get("faces") or 0),
             method=rec["method"],
             etag=rec["etag"],
-            face_etag=rec["face_etag"],
+            face_etag=rec.get("face_etag") or "",
             reused=rec["reused"] == "true",
         )
 
@@ -91,9 +91,14 @@ def dumps(rows: Iterable[ManifestRow]) -> str:
     return buf.getvalue()
 
 
+# Columns that manifests of earlier versions lack; an index pointing at one still loads (its
+# faces, with no ETag to check, are cropped again once).
+_ADDED_LATER = ("face_etag",)
+
+
 def loads(text: str) -> list[ManifestRow]:
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or []) and c not in _ADDED_LATER]
     if missing:
         raise ValueError(f"not a facecrop manifest: columns {', '.join(missing)} are missing")
     return [ManifestRow.from_record(rec) for rec in reader]

@@ -298,22 +298,29 @@ def _init_worker(settings: Settings, parent: int) -> None:
 
 
 def _keep_freed_memory() -> None:
-    """glibc: keep freed memory in this worker instead of handing it back to the kernel.
+    """glibc: keep freed memory in this process instead of handing it back to the kernel.
     Every batch allocates the same large temporaries (integral tables, pyramid levels, network
     activations: 10-20 MB each for 384 x 512 photos); by default each comes fresh from mmap and
-    is paid for again in page faults: about 15 % of the whole run's time on 384 x 512 photos."""
+    is paid for again in page faults: about 15 % of the whole run's time on 384 x 512 photos.
+    Called in worker processes, and in the task or CLI process itself when it detects alone:
+    those exit when the run ends, so the kept memory (at most the peak) goes with them."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
 
     libc = ctypes.CDLL(None)
-    if hasattr(libc, "mallopt"):
-        libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
-        libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)
+    if not hasattr(libc, "mallopt"):  # not glibc
+        return
+    # glibc before 2.35 refuses an mmap threshold above 32 MB (and says so by returning 0);
+    # the trim threshold is only raised with it, or glibc's own adaptive one would be lost.
+    for keep in (_KEEP_BYTES, _KEEP_BYTES_OLD_GLIBC):
+        if libc.mallopt(_M_MMAP_THRESHOLD, keep):
+            libc.mallopt(_M_TRIM_THRESHOLD, keep)
+            return
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_KEEP_BYTES = 256 << 20
+_KEEP_BYTES, _KEEP_BYTES_OLD_GLIBC = 256 << 20, 32 << 20
 
 
 def _die_with(parent: int) -> None:

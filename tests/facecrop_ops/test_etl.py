@@ -424,6 +424,18 @@ def test_publishing_a_run_planned_before_the_destination_moved_on_is_refused(sto
         etl.publish(p, "older", store)
 
 
+def test_a_destination_last_written_from_another_source_is_published_to(store, bucket, s3):
+    """Its index serves nothing (other photos), yet it is the index this run planned against."""
+    p = params(bucket)
+    _full_run(store, p, "first")
+    s3.upload(bucket, "raw2/", samples.dataset(n_people=2, n_eval=1, junk=False))
+    second = {**p, "source_uri": f"s3://{bucket}/raw2"}
+    _full_run(store, second, "second")
+    rows, reused = _manifest(store, bucket, "out/", "second")
+    assert reused == [] and len(rows) == 2 * 7 + 1
+    assert json.loads(store.get(bucket, "out/_facecrop/index.json"))["run_id"] == "second"
+
+
 def test_faces_of_deleted_or_now_unreadable_photos_are_removed_even_on_a_full_recrop(store, bucket, s3):
     p = params(bucket)
     _full_run(store, p, "first")

@@ -47,3 +47,11 @@ def test_with_whole_folders_a_change_or_a_deletion_recrops_the_persons_other_pho
     d = decide(now, LAST, FACES, whole_folders=True)
     assert d.reused == []  # p1 changed; p3 lost mask2, whose box may have served p3/mask1
     assert d.todo == ["t/images/p1/mask1.jpg", "t/images/p1/mask2.jpg", "t/images/p3/mask1.jpg"]
+
+
+def test_photos_outside_person_folders_stand_alone_even_with_whole_folders():
+    flat = [row("eval/images/a.jpg", "a"), row("eval/images/b.jpg", "b")]
+    faces = {"eval/faces/a.jpg": "Fa", "eval/faces/b.jpg": "Fb"}
+    d = decide({"eval/images/a.jpg": "a", "eval/images/b.jpg": "b", "eval/images/c.jpg": "c"}, flat, faces, whole_folders=True)
+    assert d.todo == ["eval/images/c.jpg"]
+    assert sorted(r.source for r in d.reused) == ["eval/images/a.jpg", "eval/images/b.jpg"]

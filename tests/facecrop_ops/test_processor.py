@@ -192,38 +192,35 @@ def test_worker_processes_die_with_the_task_process(good):
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
 
 
-def _rss_kept_after_freeing(keep: bool, queue) -> None:
-    from facecrop_ops import processor
-
-    if keep:
-        processor._keep_freed_memory()
-
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
-    temp = np.ones(64 << 20, np.uint8)  # a batch's temporaries: written, then freed
-    held = rss()
-    del temp
-    queue.put(held - rss())
+_RSS_KEPT = """
+import sys
+import numpy as np
+from facecrop_ops import processor
+if sys.argv[1] == "keep":
+    processor._keep_freed_memory()
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+temp = np.ones(64 << 20, np.uint8)  # a batch's temporaries: written, then freed
+held = rss()
+del temp
+print(held - rss())
+"""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings: Linux only")
 def test_detection_processes_keep_freed_memory_for_the_next_batch():
     """Each batch allocates the same large temporaries; a worker keeps what it frees instead of
-    paying page faults for it again on every batch (the default hands it back at once)."""
-    import multiprocessing
+    paying page faults for it again on every batch (the default hands it back at once).
+    Fresh interpreters: this one may have detected alone and kept its memory already."""
+    import subprocess
 
-    ctx = multiprocessing.get_context("fork")
-    released = {}
-    for keep in (False, True):
-        queue = ctx.Queue()
-        child = ctx.Process(target=_rss_kept_after_freeing, args=(keep, queue))
-        child.start()
-        released[keep] = queue.get(timeout=60)
-        child.join(10)
-    assert released[False] > 48 << 20  # by default the 64 MB go back to the kernel
-    assert released[True] < 8 << 20  # kept for the next batch
+    released = {
+        mode: int(subprocess.run([sys.executable, "-c", _RSS_KEPT, mode], capture_output=True, text=True, check=True).stdout)
+        for mode in ("default", "keep")
+    }
+    assert released["default"] > 48 << 20  # by default the 64 MB go back to the kernel
+    assert released["keep"] < 8 << 20  # kept for the next batch
 
 
 @pytest.fixture(scope="module")
