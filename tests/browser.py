@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from facecrop_ops.local_services import CannotInstall, ensure_debian_packages
+
+from .needs import cannot_install
 
 REPO = Path(__file__).resolve().parents[1]
 # Screenshots and pages the tests keep for people to look at (not committed).
@@ -32,7 +32,7 @@ def chromium() -> Iterator[object]:
     try:
         ensure_debian_packages({"chromium": "chromium", "chromedriver": "chromium-driver"})
     except CannotInstall as exc:
-        pytest.skip(f"no headless browser: {exc}")
+        cannot_install("no headless browser", exc)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in FLAGS:

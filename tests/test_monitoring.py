@@ -19,6 +19,8 @@ from facecrop_ops.compose import airflow_services
 from facecrop_ops.local_services import CannotInstall, ensure_debian_packages
 from facecrop_ops.naming import CLASSES, UNLABELED
 
+from .needs import cannot_install
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
 ENV_FILE = {"FACECROP_S3_SECRET_KEY": "s", "POSTGRES_PASSWORD": "p", "AIRFLOW_JWT_SECRET": "j", "AIRFLOW_API_SECRET_KEY": "a"}
@@ -79,7 +81,7 @@ def test_prometheus_config_is_valid_and_scrapes_the_exporter(compose):
     try:
         ensure_debian_packages({"promtool": "prometheus"})
     except CannotInstall as exc:
-        pytest.skip(f"no promtool: {exc}")
+        cannot_install("no promtool", exc)
     checked = subprocess.run(["promtool", "check", "config", str(DOCKER / "prometheus.yml")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 

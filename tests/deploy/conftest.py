@@ -15,6 +15,8 @@ from facecrop_ops.local_deploy import DATASET_BUCKET, DATASET_PREFIX, DAG_ID, de
 from facecrop_ops.local_services import CannotInstall, ensure_debian_packages, wait_until
 from facecrop_ops.locations import safe_run_id
 
+from ..needs import cannot_install
+
 SOURCE = f"s3://{DATASET_BUCKET}/{DATASET_PREFIX}"
 # Deployment settings of this stack, as a user would put them in .env: detection on the gpu
 # queue, a daily schedule or an update of the raw dataset's asset, and short waits so the
@@ -36,7 +38,7 @@ def stack(tmp_path_factory):
     try:
         ensure_debian_packages({"/usr/lib/postgresql/*/bin/postgres": "postgresql", "redis-server": "redis-server"})
     except CannotInstall as exc:
-        pytest.skip(f"cannot start a deployment here: {exc}")
+        cannot_install("cannot start a deployment here", exc)
     workdir = tmp_path_factory.mktemp("deployment")
     # Not a compose setting: a killed task's retry starts after 5 s instead of 30 s.
     quick_retries = {"FACECROP_RETRY_DELAY_SECONDS": "5"}

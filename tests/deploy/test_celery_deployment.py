@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -67,12 +68,21 @@ def test_a_run_triggered_through_the_rest_api_detects_on_the_gpu_queue_in_worker
     assert len(expected) == 9 * len(metrics.FIELDS) and stack.statsd.gauges("airflow.facecrop.") == pytest.approx(expected, abs=1e-9)
 
 
+@contextmanager
+def gpu_pool_missing(api):
+    """The `gpu` pool deleted, as a new deployment may have it, and put back afterwards."""
+    api.delete("/pools/gpu")
+    try:
+        yield
+    finally:
+        api.set_pool("gpu", 1, "GPU workers")
+
+
 def test_a_missing_pool_is_reported_with_the_fix_and_the_run_goes_on_once_it_exists(stack):
     api = stack.api()
     api.set_paused(DAG_ID, False)
     dest = "s3://facecrop/late-pool/"
-    api.delete("/pools/gpu")
-    try:
+    with gpu_pool_missing(api):
         started = time.monotonic()
         run_id = api.trigger(DAG_ID, {"source_uri": SOURCE, "dest_uri": dest})
 
@@ -85,8 +95,6 @@ def test_a_missing_pool_is_reported_with_the_fix_and_the_run_goes_on_once_it_exi
         assert set(task_states(api, run_id)["crop_shard"]) == {"scheduled"}
         message = api.task_log(DAG_ID, run_id, "watch_gpu_pool", try_number=1)
         assert "waiting in the Airflow pool 'gpu'" in message and 'airflow pools set gpu 1 "GPU workers"' in message
-    finally:
-        api.set_pool("gpu", 1, "GPU workers")
     # Documented: within FACECROP_POOL_WAIT_SECONDS plus the sensor's backoff (at most 5 min).
     assert reported_after < POOL_WAIT_SECONDS + 300
     run = api.wait_for_run(DAG_ID, run_id, 240, alive=stack.check_alive)
@@ -99,12 +107,9 @@ def test_a_run_that_never_gets_a_pool_slot_ends_failed_at_the_run_timeout(stack)
     api = stack.api()
     api.set_paused(DAG_ID, False)
     dest = "s3://facecrop/no-pool/"
-    api.delete("/pools/gpu")
-    try:
+    with gpu_pool_missing(api):
         run_id = api.trigger(DAG_ID, {"source_uri": SOURCE, "dest_uri": dest})
         run = api.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT_SECONDS + 120, alive=stack.check_alive)
-    finally:
-        api.set_pool("gpu", 1, "GPU workers")
     assert run["state"] == "failed"
     states = task_states(api, run_id)
     assert states["plan"] == ["success"] and set(states["crop_shard"]) == {"skipped"}
