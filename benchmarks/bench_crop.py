@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from facecrop_ops import samples  # noqa: E402
-from facecrop_ops.naming import CLASSES  # noqa: E402
-from facecrop_ops.processor import Photo, crop_photos, plan_workers  # noqa: E402
-from facecrop_ops.settings import Settings  # noqa: E402
+from facecrop_dev import samples  # noqa: E402
+from facecrop_ops.config.crop import Settings  # noqa: E402
+from facecrop_ops.dataset.naming import CLASSES  # noqa: E402
+from facecrop_ops.vision.processor import Photo, crop_photos, plan_workers  # noqa: E402
 
 
 def make_photos(folder: Path, count: int) -> list[str]:

@@ -1,6 +1,6 @@
 """Detection throughput of the DAG's crop_shard task under each executor, on the same data.
 
-Starts the local deployment (facecrop_ops.local_deploy: PostgreSQL, Redis, moto's S3 and
+Starts the local deployment (facecrop_dev.local_deploy: PostgreSQL, Redis, moto's S3 and
 docker-compose.yaml's Airflow services) once per executor, triggers one run through the REST
 API with every photo in one shard, and prints, side by side: the crop_shard task's duration
 and photos/s, the crop rate its log reports, and how many processes detection ran in.
@@ -17,8 +17,8 @@ import sys
 import time
 from datetime import datetime
 
-from facecrop_ops import samples
-from facecrop_ops.local_deploy import DAG_ID, DATASET_BUCKET, DATASET_PREFIX, deployed_airflow
+from facecrop_dev import samples
+from facecrop_dev.local_deploy import DAG_ID, DATASET_BUCKET, DATASET_PREFIX, deployed_airflow
 
 WEB = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
 SETUPS = {

@@ -12,8 +12,9 @@ import argparse
 import sys
 import time
 
-from facecrop_ops import etl, samples
-from facecrop_ops.local_s3 import moto_server
+from facecrop_dev import samples
+from facecrop_dev.local_s3 import moto_server
+from facecrop_ops import tasks
 from facecrop_ops.s3io import S3Store
 
 BUCKET = "bench-incremental"
@@ -36,10 +37,10 @@ class Counting:
 
 def run(store: S3Store, params: dict, run_id: str) -> float:
     started = time.perf_counter()
-    for ref in etl.plan(params, run_id, store):
-        etl.crop_shard(params, run_id, ref, store)
-    etl.publish(params, run_id, store)
-    etl.record_metrics(params, run_id, store)
+    for ref in tasks.plan(params, run_id, store):
+        tasks.crop_shard(params, run_id, ref, store)
+    tasks.publish(params, run_id, store)
+    tasks.record_metrics(params, run_id, store)
     return time.perf_counter() - started
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name in ("full run", "unchanged rerun", "5 % replaced, 2 % added, 1 % deleted"):
             if name.startswith("5 %"):
-                photos = sorted(k for k in store.list(etl.parse_s3_uri(params["source_uri"])) if "/images/" in k)
+                photos = sorted(k for k in store.list(tasks.parse_s3_uri(params["source_uri"])) if "/images/" in k)
                 n = len(photos)
                 for target, donor in zip(photos[: n * 5 // 100], photos[n // 2 :]):
                     s3.client().copy_object(Bucket=BUCKET, Key=target, CopySource=f"{BUCKET}/{donor}")

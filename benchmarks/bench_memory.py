@@ -1,4 +1,4 @@
-"""Peak memory of one detect task (etl.crop_shard) as its shard and its photos grow.
+"""Peak memory of one detect task (tasks.crop_shard) as its shard and its photos grow.
 
 Each case runs in a fresh process against moto's S3 server on 127.0.0.1: plan one shard of
 N or 4N photos, 384 x 512 or 3000 x 4000 (the same portraits scaled up), then crop it with
@@ -21,10 +21,11 @@ import sys
 import cv2
 import numpy as np
 
-from facecrop_ops import etl, samples
-from facecrop_ops.local_s3 import moto_server
-from facecrop_ops.processor import Photo, crop_photos, plan_workers
+from facecrop_dev import samples
+from facecrop_dev.local_s3 import moto_server
+from facecrop_ops import tasks
 from facecrop_ops.s3io import S3Store
+from facecrop_ops.vision.processor import Photo, crop_photos, plan_workers
 
 BUCKET = "bench-memory"
 SIZES = {"384x512": (384, 512), "3000x4000": (3000, 4000)}
@@ -47,9 +48,9 @@ def dataset(n: int, size: tuple[int, int]) -> list[tuple[str, bytes]]:
 
 def _buffered(params: dict, run_id: str, shard: dict, store: S3Store) -> None:
     """The task before streaming: download the whole shard, then crop, then upload."""
-    rp = etl.parse(params)
-    rd = etl.run_dir(rp.dest, run_id)
-    keys = json.loads(store.get(rd.bucket, etl._shard_key(rd, shard["plan"], shard["shard"], ".json")))["photos"]
+    rp = tasks.parse(params)
+    rd = tasks.run_dir(rp.dest, run_id)
+    keys = json.loads(store.get(rd.bucket, tasks._shard_key(rd, shard["plan"], shard["shard"], ".json")))["photos"]
     photos = [Photo(k, k.replace("/images/", "/faces/"), data=data)
               for k, data in ((rp.source.rel(key), d) for key, d in store.get_many(rp.source.bucket, [rp.source.key(k) for k in keys]))]
     faces = [(rp.dest.key(r.row.output), r.face, "image/jpeg")
@@ -65,9 +66,9 @@ def one_case(endpoint: str, access: str, secret: str, prefix: str, n: int, mode:
     store = S3Store(client, threads=16)
     params = {"source_uri": f"s3://{BUCKET}/{prefix}", "dest_uri": f"s3://{BUCKET}/out-{mode}-{prefix}",
               "photos_per_shard": 100_000, "min_face_size": min_face}
-    (shard,) = etl.plan(params, "bench", store)
+    (shard,) = tasks.plan(params, "bench", store)
     if mode == "streaming":
-        etl.crop_shard(params, "bench", shard, store)
+        tasks.crop_shard(params, "bench", shard, store)
     else:
         _buffered(params, "bench", shard, store)
     # VmHWM: this process's own peak (ru_maxrss would carry the parent's size across exec).

@@ -20,12 +20,12 @@ import sys
 import time
 from dataclasses import replace
 
-from facecrop_ops import samples
-from facecrop_ops.geometry import iou, padded_box
-from facecrop_ops.manifest import FALLBACK, MTCNN, SECOND_PASS
-from facecrop_ops.naming import CLASSES
-from facecrop_ops.processor import Photo, crop_photos
-from facecrop_ops.settings import Settings
+from facecrop_dev import samples
+from facecrop_ops.config.crop import Settings
+from facecrop_ops.dataset.manifest import FALLBACK, MTCNN, SECOND_PASS
+from facecrop_ops.dataset.naming import CLASSES
+from facecrop_ops.vision.geometry import iou, padded_box
+from facecrop_ops.vision.processor import Photo, crop_photos
 
 OPTIONS = {
     "reference (centre)": Settings(),

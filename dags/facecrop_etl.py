@@ -28,26 +28,27 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import AssetAlias, dag, task
 
-from facecrop_ops import alerts, dag_config, dag_params
+from facecrop_ops.config import deployment, form
+from facecrop_ops.reporting import alerts
 
 FACE_CSVS = AssetAlias("facecrop_face_csvs")
 
 
 @dag(
     dag_id="facecrop_etl",
-    schedule=dag_config.schedule(),
+    schedule=deployment.schedule(),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    dagrun_timeout=timedelta(seconds=dag_config.RUN_TIMEOUT_SECONDS),
-    params=dag_params.build(),
+    dagrun_timeout=timedelta(seconds=deployment.RUN_TIMEOUT_SECONDS),
+    params=form.build(),
     tags=["facecrop", "etl", "computer-vision", "s3"],
     doc_md=__doc__,
     default_args={
         "owner": "facecrop",
-        "retries": dag_config.RETRIES,
-        "retry_delay": timedelta(seconds=dag_config.RETRY_DELAY_SECONDS),
-        "execution_timeout": timedelta(seconds=dag_config.TASK_TIMEOUT_SECONDS),
+        "retries": deployment.RETRIES,
+        "retry_delay": timedelta(seconds=deployment.RETRY_DELAY_SECONDS),
+        "execution_timeout": timedelta(seconds=deployment.TASK_TIMEOUT_SECONDS),
         "on_failure_callback": alerts.notifiers("failed"),  # mail when FACECROP_ALERT_EMAIL is set
     },
 )
@@ -55,36 +56,36 @@ def facecrop_etl():
     @task
     def plan(params=None, run_id=None) -> list[dict]:
         """Validate params and list the dataset; fail here, before any data moves."""
-        from facecrop_ops import etl
+        from facecrop_ops import tasks
 
-        with etl.fail_fast():
-            return etl.plan(params, run_id, etl.open_store(params))
+        with tasks.fail_fast():
+            return tasks.plan(params, run_id, tasks.open_store(params))
 
     # Mapped tasks lose their docstring in the UI, hence doc_md.
-    @task(**dag_config.gpu_task_kwargs(), map_index_template="{{ shard_label }}",
-          execution_timeout=timedelta(seconds=dag_config.SHARD_TIMEOUT_SECONDS),
+    @task(**deployment.gpu_task_kwargs(), map_index_template="{{ shard_label }}",
+          execution_timeout=timedelta(seconds=deployment.SHARD_TIMEOUT_SECONDS),
           doc_md="Pull one shard's photos, detect/crop/resize them (GPU when the worker has one), upload the faces.")
     def crop_shard(shard: dict, params=None, run_id=None) -> dict:
         from airflow.sdk import get_current_context
 
-        from facecrop_ops import etl
+        from facecrop_ops import tasks
 
         get_current_context()["shard_label"] = f"shard {shard['shard']} ({shard['photos']} photos)"
-        with etl.fail_fast():
-            return etl.crop_shard(params, run_id, shard, etl.open_store(params), workers=dag_config.CPU_WORKERS)
+        with tasks.fail_fast():
+            return tasks.crop_shard(params, run_id, shard, tasks.open_store(params), workers=deployment.CPU_WORKERS)
 
     # Reschedule mode holds no worker slot between pokes; backoff keeps pokes few (5 s, 10 s, ...
     # up to 5 min). Each try fails after POOL_WAIT_SECONDS more of waiting, which is how the UI
     # shows the problem; the next try succeeds as soon as a shard has started.
     @task.sensor(mode="reschedule", poke_interval=5, exponential_backoff=True, max_wait=timedelta(minutes=5),
-                 timeout=dag_config.RUN_TIMEOUT_SECONDS + dag_config.POOL_WAIT_SECONDS,
-                 retries=dag_config.pool_watch_retries(), retry_delay=timedelta(seconds=5),
+                 timeout=deployment.RUN_TIMEOUT_SECONDS + deployment.POOL_WAIT_SECONDS,
+                 retries=deployment.pool_watch_retries(), retry_delay=timedelta(seconds=5),
                  on_retry_callback=alerts.notifiers("reports shards waiting for the gpu pool"))
     def watch_gpu_pool(shards: list[dict], dag=None, run_id=None, ti=None) -> bool:
         """Report shards left waiting for the gpu pool (e.g. it is missing), naming the fix."""
         from airflow.sdk import get_current_context, timezone
 
-        from facecrop_ops import etl
+        from facecrop_ops import tasks
 
         if not shards:
             return True  # nothing to detect: every photo was reused
@@ -92,7 +93,7 @@ def facecrop_etl():
         waited = 0.0 if first_poke is None else (timezone.utcnow() - first_poke).total_seconds()
         attempt = ti.try_number - (ti.max_tries - ti.task.retries)  # 1, 2... since the run was (re)started
         states = ti.get_task_states(dag_id=dag.dag_id, task_ids=["crop_shard"], run_ids=[run_id])
-        return etl.gpu_pool_started(states, waited, attempt * dag_config.POOL_WAIT_SECONDS, dag_config.GPU_POOL)
+        return tasks.gpu_pool_started(states, waited, attempt * deployment.POOL_WAIT_SECONDS, deployment.GPU_POOL)
 
     # none_failed: also when no shard ran (every photo reused from the last run).
     @task(outlets=[FACE_CSVS], trigger_rule="none_failed")
@@ -100,10 +101,10 @@ def facecrop_etl():
         """Rewrite the CSVs to the faces and publish them as assets with per-class miss rates."""
         from airflow.sdk import Asset
 
-        from facecrop_ops import etl
+        from facecrop_ops import tasks
 
-        with etl.fail_fast():
-            result = etl.publish(params, run_id, etl.open_store(params))
+        with tasks.fail_fast():
+            result = tasks.publish(params, run_id, tasks.open_store(params))
         for csv in result["csvs"]:
             outlet_events[FACE_CSVS].add(
                 Asset(csv["uri"]),
@@ -115,10 +116,10 @@ def facecrop_etl():
     @task
     def record_metrics(published: dict, params=None, run_id=None, dag_run=None) -> dict:
         """Per-class detection-miss metrics to metrics.json, history.csv, the review page, the log and Airflow metrics."""
-        from facecrop_ops import etl
+        from facecrop_ops import tasks
 
-        with etl.fail_fast():
-            return etl.record_metrics(params, run_id, etl.open_store(params), run_after=dag_run.run_after,
+        with tasks.fail_fast():
+            return tasks.record_metrics(params, run_id, tasks.open_store(params), run_after=dag_run.run_after,
                                       logical_date=dag_run.logical_date)
 
     @task
@@ -126,9 +127,9 @@ def facecrop_etl():
         """Fail the run when a class misses more faces than its limit."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from facecrop_ops import etl
+        from facecrop_ops import tasks
 
-        alert = etl.check_miss_rates(doc, params.get("miss_rate_limits") or {})
+        alert = tasks.check_miss_rates(doc, params.get("miss_rate_limits") or {})
         if alert:
             raise AirflowFailException(alert)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from facecrop_ops.local_services import CannotInstall, ensure_debian_packages
+from facecrop_dev.local_services import CannotInstall, ensure_debian_packages
 
 from .needs import cannot_install
 

@@ -12,7 +12,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import pytest
 
-from facecrop_ops import samples
+from facecrop_dev import samples
 
 
 @pytest.fixture(scope="session")

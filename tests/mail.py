@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 
-from facecrop_ops.local_s3 import free_port
+from facecrop_dev.local_s3 import free_port
 
 
 @dataclass

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from facecrop_ops.compose import ComposeError, airflow_services
+from facecrop_dev.compose import ComposeError, airflow_services
 
 REPO = Path(__file__).resolve().parents[1]
 # What README tells people to put in .env.
@@ -40,7 +40,7 @@ def test_every_dependency_names_a_service_and_the_image_builds_from_our_requirem
 def test_init_creates_the_gpu_pool_the_dag_uses_and_sample_data(compose):
     init = " ".join(compose["services"]["airflow-init"]["command"])
     assert 'airflow pools set gpu 1' in init and "airflow db migrate" in init
-    assert "python -m facecrop_ops samples s3://facecrop/dataset/" in init
+    assert "python -m facecrop_dev samples s3://facecrop/dataset/" in init
     assert compose["services"]["airflow-scheduler"]["environment"]["FACECROP_GPU_POOL"] == "gpu"
 
 

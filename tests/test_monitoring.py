@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facecrop_ops import metrics
-from facecrop_ops.compose import airflow_services
-from facecrop_ops.local_services import CannotInstall, ensure_debian_packages
-from facecrop_ops.naming import CLASSES, UNLABELED
+from facecrop_dev.compose import airflow_services
+from facecrop_dev.local_services import CannotInstall, ensure_debian_packages
+from facecrop_ops.dataset.naming import CLASSES, UNLABELED
+from facecrop_ops.reporting import metrics
 
 from .needs import cannot_install
 
@@ -42,11 +42,12 @@ def _map(name: str, mappings: list[dict]) -> tuple[str, dict[str, str]] | None:
     for rule in mappings:
         m = re.fullmatch(re.escape(rule["match"]).replace(r"\*", r"([^.]+)"), name)
         if m:
-            def fill(text: str) -> str:
-                return re.sub(r"\$\{?(\d+)\}?", lambda g: m.group(int(g.group(1))), text)
-
-            return fill(rule["name"]), {k: fill(v) for k, v in rule.get("labels", {}).items()}
+            return _fill(rule["name"], m), {k: _fill(v, m) for k, v in rule.get("labels", {}).items()}
     return None
+
+
+def _fill(text: str, match: re.Match) -> str:
+    return re.sub(r"\$\{?(\d+)\}?", lambda g: match.group(int(g.group(1))), text)
 
 
 @pytest.fixture(scope="module")

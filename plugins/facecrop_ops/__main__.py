@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from facecrop_ops.cli import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m facecrop_ops"))

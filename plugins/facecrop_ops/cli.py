@@ -1,4 +1,4 @@
-"""`python -m facecrop_ops crop SRC DST`: the library on a local folder, same code path as the DAG.
+"""`facecrop crop SRC DST` (or `python -m facecrop_ops crop ...`): the library on a local folder, same code path as the DAG.
 
 Exit status 0 when the run finished, even with unreadable photos (they are error rows in
 DST/manifest.csv); 2 with one line on stderr for a bad argument or an unusable SRC/DST.
@@ -13,9 +13,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import manifest, metrics
-from .naming import face_path, is_hidden, is_photo_name
-from .settings import DEFAULTS, ENGINES, FALLBACKS, INTERPOLATIONS, Settings, SettingsError
+from facecrop_ops.config.crop import DEFAULTS, ENGINES, FALLBACKS, INTERPOLATIONS, Settings, SettingsError
+from facecrop_ops.dataset import manifest
+from facecrop_ops.dataset.naming import face_path, is_hidden, is_photo_name
+from facecrop_ops.reporting import metrics
 
 
 class UsageError(Exception):
@@ -36,10 +37,10 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected numbers separated by ',', got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "facecrop") -> argparse.ArgumentParser:
     d = DEFAULTS
     # No prefix abbreviations: with them `--fallback sibling` was taken for `--fallback-size`.
-    parser = argparse.ArgumentParser(prog="python -m facecrop_ops", description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     crop = sub.add_parser(
         "crop",
@@ -83,18 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--second-pass-min-iou", type=float, default=d.second_pass_min_iou, metavar="IOU",
                      help=f"least overlap with the siblings' face box for a second-pass face (default {d.second_pass_min_iou})")
     crop.add_argument("--quiet", action="store_true", help="no progress lines")
-    smp = sub.add_parser(
-        "samples",
-        allow_abbrev=False,
-        help="write a sample dataset (portraits built from a real face) to a folder or S3",
-        description="Write a small dataset in the real layout (train/images/<person>/<class>.jpg, "
-        "eval/images/, train_data.csv, test_data.csv, some junk) to DEST. An s3:// DEST goes through "
-        "an Airflow connection and is left alone when it already holds objects.",
-    )
-    smp.add_argument("dest", metavar="DEST", help="local folder or s3://bucket/prefix")
-    smp.add_argument("--people", type=int, default=12, help="person folders, 7 photos each (default 12)")
-    smp.add_argument("--eval", type=int, default=12, help="eval photos (default 12)")
-    smp.add_argument("--aws-conn-id", default="aws_default", help="Airflow connection for an s3:// DEST")
     return parser
 
 
@@ -146,9 +135,9 @@ def find_photos(src: Path, dst: Path) -> tuple[list[str], list[str], list[str]]:
 
 
 def run_crop(args: argparse.Namespace) -> int:
-    from .detector import resolve_device
-    from .processor import Photo, crop_photos, plan_workers
-    from .progress import Progress
+    from facecrop_ops.reporting.progress import Progress
+    from facecrop_ops.vision.detector import resolve_device
+    from facecrop_ops.vision.processor import Photo, crop_photos, plan_workers
 
     src, dst = args.src.resolve(), args.dst.resolve()
     if not src.is_dir() or not os.access(src, os.R_OK | os.X_OK):
@@ -203,42 +192,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def run_samples(args: argparse.Namespace) -> int:
-    from . import samples
-
-    files = samples.dataset(args.people, args.eval)
-    if not args.dest.startswith("s3://"):
-        root = Path(args.dest)
-        for key, data in files:
-            _write_atomic(root / key, data)
-        print(f"sample dataset written to {root}")
-        return 0
-    from .locations import parse_s3_uri
-    from .s3io import client_for
-
-    try:
-        loc = parse_s3_uri(args.dest, "DEST")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    client = client_for(args.aws_conn_id, 8)
-    if loc.bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-        client.create_bucket(Bucket=loc.bucket)
-    if client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix, MaxKeys=1).get("KeyCount"):
-        print(f"{loc.uri} already holds objects: left as it is")
-        return 0
-    count = 0
-    for key, data in files:
-        client.put_object(Bucket=loc.bucket, Key=loc.key(key), Body=data)
-        count += 1
-    print(f"sample dataset: {count} objects written to {loc.uri}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "facecrop") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
-        return run_samples(args) if args.command == "samples" else run_crop(args)
+        return run_crop(args)
     except (UsageError, SettingsError) as exc:
         print(f"facecrop: error: {exc}", file=sys.stderr)
         return 2

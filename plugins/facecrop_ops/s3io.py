@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any, NamedTuple
 
-from .locations import S3Location
+from facecrop_ops.dataset.locations import S3Location
 
 log = logging.getLogger(__name__)
 

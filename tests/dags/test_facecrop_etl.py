@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from facecrop_ops.run_params import parse
+from facecrop_ops.config.run import parse
 
 REPO = Path(__file__).resolve().parents[2]
 

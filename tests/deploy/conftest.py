@@ -1,6 +1,6 @@
 """One deployed Airflow for the deployment tests: PostgreSQL, Redis, moto's S3, and the
 compose file's API server, scheduler, DAG processor and Celery workers (default and `gpu`
-queues), all on 127.0.0.1 with docker-compose.yaml's settings (facecrop_ops.local_deploy)."""
+queues), all on 127.0.0.1 with docker-compose.yaml's settings (facecrop_dev.local_deploy)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import json
 
 import pytest
 
-from facecrop_ops import manifest, metrics, samples
-from facecrop_ops.local_deploy import DATASET_BUCKET, DATASET_PREFIX, DAG_ID, deployed_airflow
-from facecrop_ops.local_services import CannotInstall, ensure_debian_packages, wait_until
-from facecrop_ops.locations import safe_run_id
+from facecrop_dev import samples
+from facecrop_dev.local_deploy import DAG_ID, DATASET_BUCKET, DATASET_PREFIX, deployed_airflow
+from facecrop_dev.local_services import CannotInstall, ensure_debian_packages, wait_until
+from facecrop_ops.dataset import manifest
+from facecrop_ops.dataset.locations import safe_run_id
+from facecrop_ops.reporting import metrics
 
 from ..needs import cannot_install
 

@@ -9,9 +9,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from facecrop_ops import manifest, metrics, samples
-from facecrop_ops.local_deploy import DAG_ID
-from facecrop_ops.locations import safe_run_id
+from facecrop_dev import samples
+from facecrop_dev.local_deploy import DAG_ID
+from facecrop_ops.dataset import manifest
+from facecrop_ops.dataset.locations import safe_run_id
+from facecrop_ops.reporting import metrics
 
 from .conftest import POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS, SOURCE, assert_cropped, task_states, wait_for
 

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from facecrop_ops import samples
-from facecrop_ops.local_deploy import DAG_ID, deployed_airflow
+from facecrop_dev import samples
+from facecrop_dev.local_deploy import DAG_ID, deployed_airflow
 
 from .conftest import SOURCE, assert_cropped
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from facecrop_ops.local_deploy import DAG_ID
+from facecrop_dev.local_deploy import DAG_ID
 
 from ..browser import artifact, chromium
 from .conftest import SOURCE, assert_cropped, wait_for

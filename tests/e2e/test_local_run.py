@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facecrop_ops import local_run, manifest, metrics, samples
-from facecrop_ops.local_s3 import moto_server
-from facecrop_ops.local_services import statsd_sink
+from facecrop_dev import local_run, samples
+from facecrop_dev.local_s3 import moto_server
+from facecrop_dev.local_services import statsd_sink
+from facecrop_ops.dataset import manifest
+from facecrop_ops.reporting import metrics
 
 from ..browser import artifact, chromium
 from ..mail import smtp_server

@@ -7,8 +7,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from facecrop_ops import local_run, metrics, samples
-from facecrop_ops.local_s3 import moto_server
+from facecrop_dev import local_run, samples
+from facecrop_dev.local_s3 import moto_server
+from facecrop_ops.reporting import metrics
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from facecrop_ops import local_run, manifest, samples
-from facecrop_ops.local_s3 import moto_server
+from facecrop_dev import local_run, samples
+from facecrop_dev.local_s3 import moto_server
+from facecrop_ops.dataset import manifest
 
 from ..faulty_s3 import Faults, faulty_proxy
 

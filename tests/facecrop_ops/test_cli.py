@@ -10,8 +10,8 @@ import cv2
 import pytest
 from facenet_pytorch import MTCNN
 
-from facecrop_ops import manifest
 from facecrop_ops.cli import main
+from facecrop_ops.dataset import manifest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,27 +130,6 @@ def test_dst_equal_to_a_flat_src_is_refused_before_writing(tmp_path, sample_data
     result = run_cli("crop", str(tmp_path), str(tmp_path))
     assert result.returncode == 2 and "would overwrite it; choose a DST outside SRC" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.jpg"]
-
-
-def test_samples_to_a_folder_give_the_dataset_layout(tmp_path):
-    assert main(["samples", str(tmp_path / "ds"), "--people", "2", "--eval", "1"]) == 0
-    files = sorted(p.relative_to(tmp_path / "ds").as_posix() for p in (tmp_path / "ds").rglob("*") if p.is_file())
-    assert "train_data.csv" in files and "test_data.csv" in files
-    assert sum(f.startswith("train/images/") and "/._" not in f for f in files) == 14
-
-
-def test_samples_to_s3_go_through_the_airflow_connection_once(monkeypatch, capsys):
-    from facecrop_ops.local_s3 import moto_server
-
-    with moto_server() as s3:
-        for key, value in s3.airflow_connection_env().items():
-            monkeypatch.setenv(key, value)
-        assert main(["samples", "s3://seeded/dataset/", "--people", "1", "--eval", "1"]) == 0
-        listed = s3.client().list_objects_v2(Bucket="seeded", Prefix="dataset/")["KeyCount"]
-        assert main(["samples", "s3://seeded/dataset/"]) == 0
-        assert s3.client().list_objects_v2(Bucket="seeded", Prefix="dataset/")["KeyCount"] == listed
-    out = capsys.readouterr().out
-    assert f"{listed} objects written to s3://seeded/dataset/" in out and "already holds objects" in out
 
 
 def test_rescue_options_parse_into_settings_and_abbreviations_are_refused(tmp_path):

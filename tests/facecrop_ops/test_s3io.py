@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from facecrop_ops.local_s3 import moto_server
-from facecrop_ops.locations import S3Location
+from facecrop_dev.local_s3 import moto_server
+from facecrop_ops.dataset.locations import S3Location
 from facecrop_ops.s3io import S3Store, StorageError
 
 BUCKET = "s3io-test"

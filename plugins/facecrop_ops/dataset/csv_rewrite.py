@@ -1,0 +1,134 @@
+"""Rewrite a dataset CSV to point at the faces. Pure: text and manifest rows in, text out.
+
+A row's path is matched to its photo by the `<split>/images/` segment of a known images
+root, whatever comes before it (`train/images/...`, `/data/train/images/...`,
+`s3://bucket/raw/train/images/...`), never by a substring replace. The new path keeps
+the row's own style; only that `images` segment becomes `faces`. An s3:// URI into the
+source dataset is pointed at the face's real object, which differs when dest_uri does.
+Rows whose photo is unreadable or unknown are left out and returned as rejects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from facecrop_ops.dataset.locations import S3Location, face_rel
+from facecrop_ops.dataset.manifest import ERROR, ManifestRow
+
+REJECT_COLUMNS = ("csv", "line", "path", "reason")
+
+
+class CsvError(ValueError):
+    """The CSV cannot be rewritten at all (no path column): the run must stop."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    csv: str
+    line: int
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    text: str
+    kept: int
+    rejects: list[Reject]
+
+
+def header_of(text: str) -> list[str]:
+    return next(csv.reader(io.StringIO(text.lstrip("\ufeff"))), [])
+
+
+def check_path_column(header: Sequence[str], path_column: str, csv_name: str) -> None:
+    if path_column not in header:
+        raise CsvError(
+            f"{csv_name} has no column {path_column!r} (its columns: {', '.join(header) or 'none'}); "
+            f"set the path_column param to the column that holds photo paths"
+        )
+
+
+def _match(path: str, images_roots: Sequence[str]) -> tuple[int, str, str] | None:
+    """(offset of the root in `path`, root, rest) for the longest images root found in the
+    path at a segment boundary."""
+    best = None
+    padded = "/" + path
+    for root in images_roots:
+        pos = padded.find("/" + root)
+        if pos >= 0 and (best is None or len(root) > len(best[1])):
+            best = (pos, root, padded[pos + 1 + len(root) :])
+    return best
+
+
+def face_path_for(path: str, images_roots: Sequence[str], source: S3Location, dest: S3Location) -> tuple[str, str] | None:
+    """(photo key relative to the source root, the row's new path), or None if no root matches."""
+    found = _match(path, images_roots)
+    if found is None or not found[2]:
+        return None
+    pos, root, rest = found
+    before = path[:pos]  # "", "/data/", "s3://bucket/raw/", ...
+    if before == source.uri:
+        return root + rest, dest.key_uri(face_rel(root, rest))
+    return root + rest, before + face_rel(root, rest)
+
+
+def rewrite(
+    text: str,
+    *,
+    csv_name: str,
+    path_column: str,
+    photos: Mapping[str, ManifestRow],
+    images_roots: Sequence[str],
+    source: S3Location,
+    dest: S3Location,
+) -> Rewritten:
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    header = next(reader, [])
+    check_path_column(header, path_column, csv_name)
+    col = header.index(path_column)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    kept, rejects = 0, []
+    for record in reader:
+        if not record:
+            continue
+        path = record[col].strip() if col < len(record) else ""
+        reason, new_path = _decide(path, photos, images_roots, source, dest)
+        if reason:
+            rejects.append(Reject(csv_name, reader.line_num, path, reason))
+            continue
+        record[col] = new_path
+        writer.writerow(record)
+        kept += 1
+    return Rewritten(out.getvalue(), kept, rejects)
+
+
+def _decide(path, photos, images_roots, source, dest) -> tuple[str, str]:
+    if not path:
+        return "empty path", ""
+    if path.startswith("s3://") and not path.startswith(source.uri):
+        return f"an s3:// URI outside the dataset ({source.uri}): its face would not exist", ""
+    mapped = face_path_for(path, images_roots, source, dest)
+    if mapped is None:
+        roots = ", ".join(images_roots) or "none found"
+        return f"path is not under an images folder of the dataset ({roots})", ""
+    row = photos.get(mapped[0])
+    if row is None:
+        return "photo not found in the dataset (missing, hidden or not a photo file)", ""
+    if row.status == ERROR:
+        return f"photo unreadable: {row.error}", ""
+    return "", mapped[1]
+
+
+def rejects_csv(rejects: Sequence[Reject]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REJECT_COLUMNS)
+    for r in rejects:
+        writer.writerow([r.csv, r.line, r.path, r.reason])
+    return out.getvalue()

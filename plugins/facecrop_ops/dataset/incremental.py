@@ -1,0 +1,69 @@
+"""Which photos a run can take from the last one instead of cropping them again (pure).
+
+The index is the manifest of the last run that published over this destination, found
+through `<dest>/_facecrop/index.json`; its faces are reused only when that run used the same
+face-shaping settings. A photo is reused when its source object is the same (ETag) and its
+face is still the object that run uploaded (ETag again): what the index says is checked
+against the bucket, so a crashed run, a run with other settings, a deleted face or two runs
+at once can never make a run trust a face that is not what it claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from facecrop_ops.dataset.manifest import ERROR, ManifestRow
+from facecrop_ops.dataset.naming import person_folder
+
+INDEX = "_facecrop/index.json"  # under dest_uri
+
+
+# Error rows a later run tries again: the photo was gone, could not be read or detection
+# failed on it; an unreadable or too small photo stays so while its ETag does.
+_PASSING_ERRORS = ("photo not found", "cannot read", "detection failed")
+
+
+@dataclass(frozen=True)
+class Decision:
+    reused: list[ManifestRow]  # rows taken as they are (marked reused)
+    todo: list[str]  # photos to crop, sorted
+    gone: list[ManifestRow]  # the last run's rows whose photo is no longer in the bucket
+
+
+def decide(
+    etags: Mapping[str, str],
+    previous: Sequence[ManifestRow] | None,
+    faces: Mapping[str, str],
+    *,
+    reuse: bool = True,
+    whole_folders: bool = False,
+) -> Decision:
+    """`etags`: this run's photos (source key -> ETag); `previous`: the index's rows (None
+    without an index); `faces`: the destination's face objects (key -> ETag). A row is reused
+    when its photo's ETag is the same and its face is the very object it uploaded (same
+    ETag: a face another run overwrote meanwhile is not trusted). Without `reuse` (other
+    settings, a full recrop) nothing is, but the deleted photos are still found. With
+    `whole_folders` (crops that depend on a person's other photos), a person folder is reused
+    whole or cropped whole, a deleted photo counting as a change."""
+    last = {row.source: row for row in previous or ()}
+    keep: dict[str, ManifestRow] = {}
+    for key, etag in etags.items() if reuse else ():
+        row = last.get(key)
+        if row is None or row.etag != etag:
+            continue
+        if row.status == ERROR:
+            if not row.error.startswith(_PASSING_ERRORS):
+                keep[key] = row
+        elif row.face_etag and faces.get(row.output) == row.face_etag:
+            keep[key] = row
+    gone = [row for key, row in last.items() if key not in etags]
+    if whole_folders:
+        changed = {person_folder(k) for k in etags if k not in keep} | {person_folder(r.source) for r in gone}
+        changed.discard(None)  # photos outside person folders (eval/images/x.jpg) stand alone
+        keep = {k: row for k, row in keep.items() if person_folder(k) not in changed}
+    return Decision(
+        reused=[replace(row, reused=True) for row in keep.values()],
+        todo=sorted(k for k in etags if k not in keep),
+        gone=gone,
+    )

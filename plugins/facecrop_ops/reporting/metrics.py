@@ -1,0 +1,78 @@
+"""Per-class detection-miss metrics, the numbers people watch: MTCNN misses masked faces far
+more often than bare ones, and every miss is a worse (fallback) crop in the training data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from facecrop_ops.dataset.manifest import DETECTED, ERROR, FALLBACK, SECOND_PASS, SIBLING, ManifestRow
+from facecrop_ops.dataset.naming import CLASSES, UNLABELED
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    images: int
+    detected: int
+    fallback: int
+    errors: int
+    rescued: int = 0  # misses whose crop came from a second pass or a sibling, not the centre box
+    reused: int = 0  # taken from the last run (same photo, same settings); the rest were cropped now
+
+    @property
+    def miss_rate(self) -> float | None:
+        """Share of readable photos where no face was found: fallback / (detected + fallback).
+        Unreadable photos are errors, not misses. None when nothing was readable."""
+        seen = self.detected + self.fallback
+        return None if seen == 0 else self.fallback / seen
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        out: dict[str, float | int | None] = dict(asdict(self))
+        out["miss_rate"] = None if self.miss_rate is None else round(self.miss_rate, 6)
+        return out
+
+
+def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
+    """Metrics for each class present, in the dataset's class order, then `all`."""
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        c = counts.setdefault(row.photo_class, [0, 0, 0, 0, 0, 0])
+        c[0] += 1
+        c[1] += row.status == DETECTED
+        c[2] += row.status == FALLBACK
+        c[3] += row.status == ERROR
+        c[4] += row.status == FALLBACK and row.method in (SECOND_PASS, SIBLING)
+        c[5] += row.reused
+    order = [c for c in (*CLASSES, UNLABELED) if c in counts] + sorted(set(counts) - {*CLASSES, UNLABELED})
+    out = {name: ClassMetrics(*counts[name]) for name in order}
+    out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(6)))
+    return out
+
+
+def as_json(metrics: dict[str, ClassMetrics]) -> dict[str, dict[str, float | int | None]]:
+    return {name: m.as_dict() for name, m in metrics.items()}
+
+
+FIELDS = ("images", "detected", "fallback", "errors", "rescued", "reused", "miss_rate")
+
+
+def gauges(classes: dict[str, dict[str, float | int | None]]) -> dict[str, float | int]:
+    """Airflow metrics for `as_json`'s output: facecrop.<field>.<class> (Airflow adds its
+    prefix, e.g. airflow.facecrop.miss_rate.mask1). Counts are photos of the run; miss_rate
+    is a ratio 0..1, left out for a class with no readable photo."""
+    return {f"facecrop.{field}.{name}": m[field] for name, m in classes.items()
+            for field in FIELDS if m.get(field) is not None}
+
+
+def table(metrics: dict[str, ClassMetrics]) -> str:
+    """A fixed-width table for terminals and task logs."""
+    header = f"{'class':<16}{'images':>8}{'detected':>10}{'fallback':>10}{'rescued':>9}{'errors':>8}{'miss rate':>11}{'reused':>8}"
+    lines = [header, "-" * len(header)]
+    for name, m in metrics.items():
+        if name == ALL:
+            lines.append("-" * len(header))
+        rate = "-" if m.miss_rate is None else f"{m.miss_rate:.1%}"
+        lines.append(f"{name:<16}{m.images:>8}{m.detected:>10}{m.fallback:>10}{m.rescued:>9}{m.errors:>8}{rate:>11}{m.reused:>8}")
+    return "\n".join(lines)

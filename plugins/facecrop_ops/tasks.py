@@ -1,0 +1,426 @@
+"""The bodies of the DAG's tasks, as plain functions of (params, run id, S3 store).
+
+The DAG file only wires these together, so each step runs and is tested without a
+scheduler. Everything a run writes besides faces and published CSVs goes under
+`<dest>/_facecrop/runs/<run_id>/`: plan.json, shards/<plan id>/NNNNN.json (a shard's photo
+keys), shards/<plan id>/NNNNN.manifest.csv (written last by a shard: its "done" mark),
+manifest.csv, rejects.csv, metrics.json and report.html; `<dest>/_facecrop/history.csv`.
+
+Errors a retry cannot fix (bad params, no photos, a missing CSV or bucket, access denied)
+raise ParamsError, RunError or StorageError; anything else (S3 throttling, timeouts, a
+killed worker) propagates so the task fails and Airflow retries it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from facecrop_ops.config.run import ParamsError, RunParams, parse
+from facecrop_ops.dataset import csv_rewrite, incremental, manifest
+from facecrop_ops.dataset.locations import (
+    REPORTS_DIR,
+    S3Location,
+    face_rel,
+    parse_s3_uri,
+    published_csv_name,
+    run_dir,
+    split_images_root,
+)
+from facecrop_ops.dataset.manifest import ERROR, ManifestRow
+from facecrop_ops.dataset.naming import content_type, photo_class
+from facecrop_ops.dataset.planning import classify, make_shards
+from facecrop_ops.reporting import metrics
+from facecrop_ops.reporting.progress import Progress, format_duration
+from facecrop_ops.s3io import S3Store, StorageError, client_for
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ParamsError", "RunError", "StorageError", "gpu_pool_started", "plan", "crop_shard", "publish", "record_metrics", "check_miss_rates"]
+
+
+REPORT = "report.html"  # in the run's folder
+HISTORY = "_facecrop/history.csv"  # under dest_uri
+
+
+class RunError(RuntimeError):
+    """The run cannot go on (no photos, missing CSV, lost shard); the message says why."""
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """End a task at once, without retries, on errors a retry cannot fix (bad params, a missing
+    CSV, bucket or shard, access refused): their message names the fix. Everything else (S3
+    throttling, timeouts, a lost worker) is left to Airflow's retries."""
+    try:
+        yield
+    except (ParamsError, RunError, StorageError, ValueError) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
+
+
+def open_store(params: Mapping[str, Any]) -> S3Store:
+    """An S3Store on the run's Airflow connection, sized for concurrent transfers."""
+    from facecrop_ops.config import deployment
+
+    threads = deployment.TRANSFER_THREADS
+    return S3Store(client_for(params.get("aws_conn_id") or "aws_default", threads), threads)
+
+
+def _shard_key(rd: S3Location, plan_id: str, index: int, suffix: str) -> str:
+    """Shard files live under their plan's id: a cleared run over a changed bucket plans anew
+    and never trusts a done mark written for other photos."""
+    return rd.key(f"shards/{plan_id}/{index:05d}{suffix}")
+
+
+def _plan_id(rp: RunParams, shards: list[list[str]], etags: Mapping[str, str]) -> str:
+    """What the shards' results depend on: where, the settings that shape faces, and each
+    photo's key and content (ETag), in shard order."""
+    what = {"source": rp.source.uri, "dest": rp.dest.uri, "settings": rp.settings.fingerprint(),
+            "shards": [[(k, etags[k]) for k in shard] for shard in shards]}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _csv_object(uri_or_name: str, source: S3Location) -> tuple[str, str]:
+    """(bucket, key) of a CSV given as a URI, or as a name under the dataset root."""
+    loc = parse_s3_uri(uri_or_name if uri_or_name.startswith("s3://") else source.key_uri(uri_or_name), "csv")
+    return loc.bucket, loc.prefix.rstrip("/")
+
+
+def _check_csvs(csv_uris: list[str], rp: RunParams, store: S3Store) -> None:
+    """Each CSV exists, is not empty, has the path column, and publishes to a name of its own."""
+    published: dict[str, str] = {}
+    for uri in csv_uris:
+        bucket, key = _csv_object(uri, rp.source)
+        head = store.get_if_exists(bucket, key, first_bytes=4096)
+        if head is None:
+            raise RunError(f"CSV {uri} does not exist: fix csv_uris (or leave it empty for every *.csv under source_uri)")
+        if not head.strip():
+            raise RunError(f"CSV {uri} is empty (0 bytes): fix the file, or list the CSVs to rewrite in csv_uris")
+        csv_rewrite.check_path_column(csv_rewrite.header_of(head.decode("utf-8", "replace")), rp.path_column, uri)
+        name = published_csv_name(key.rsplit("/", 1)[-1])
+        if name in published:
+            raise RunError(f"CSVs {published[name]} and {uri} would both be published as {rp.dest.key_uri(name)}: "
+                           "rewrite them in separate runs (csv_uris) or rename one")
+        published[name] = uri
+
+
+def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[str, Any]]:
+    """Check params, list the dataset, check the CSVs, decide which photos the last run's
+    faces still serve, write the shard lists of the others; return one small dict per shard
+    for the mapped detect task (none when nothing changed)."""
+    rp = parse(params)
+    etags = {rp.source.rel(o.key): o.etag for o in store.objects(rp.source, "source_uri")}
+    listing = classify(etags)
+    if not listing.photos:
+        raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
+    csv_uris = list(rp.csv_uris) or [rp.source.key_uri(name) for name in listing.csvs]
+    _check_csvs(csv_uris, rp, store)
+    index_run, previous, faces, reuse = _index(rp, listing.images_roots, store)
+    decision = incremental.decide({k: etags[k] for k in listing.photos}, previous, faces, reuse=reuse,
+                                  whole_folders=rp.settings.uses_siblings)
+    shards = make_shards(decision.todo, rp.photos_per_shard, rp.max_shards,
+                         whole_folders=rp.settings.uses_siblings) if decision.todo else []
+    plan_id = _plan_id(rp, shards, etags)
+    rd = run_dir(rp.dest, run_id)
+    for i, keys in enumerate(shards):
+        store.put_text(rd.bucket, _shard_key(rd, plan_id, i, ".json"),
+                       json.dumps({"photos": keys, "etags": [etags[k] for k in keys]}), "application/json")
+    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv"), manifest.dumps(decision.reused))
+    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv"), manifest.dumps(decision.gone))
+    plan_doc = {
+        "run_id": run_id, "plan_id": plan_id, "source_uri": rp.source.uri, "dest_uri": rp.dest.uri, "csv_uris": csv_uris,
+        "images_roots": listing.images_roots, "photos": len(listing.photos), "shards": len(shards),
+        "to_crop": len(decision.todo), "reused": len(decision.reused), "gone": len(decision.gone), "index_run": index_run,
+        "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
+        "settings": rp.settings.as_dict(),
+    }
+    store.put_text(rd.bucket, rd.key("plan.json"), json.dumps(plan_doc, indent=2), "application/json")
+    log.info("%d photos under %s in %d images folder(s) (%s); CSVs: %s", len(listing.photos), rp.source.uri,
+             len(listing.images_roots), ", ".join(listing.images_roots), ", ".join(csv_uris) or "none")
+    log.info("%d reused from run %s, %d to crop in %d shard(s) of up to %d (plan %s), %d deleted since", len(decision.reused),
+             index_run or "-", len(decision.todo), len(shards), max(map(len, shards), default=0), plan_id, len(decision.gone))
+    for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos)):
+        if keys:
+            log.warning("skipping %d %s(s), e.g. %s", len(keys), what, keys[0])
+    log.info("run reports: %s", rd.uri)
+    return [{"shard": i, "photos": len(keys), "plan": plan_id} for i, keys in enumerate(shards)]
+
+
+def _index(rp: RunParams, images_roots: list[str], store: S3Store) -> tuple[str | None, list[ManifestRow] | None, dict[str, str], bool]:
+    """(the run the index points at, its manifest rows, the faces in dest with their ETags,
+    whether its faces may be reused): reuse needs the same source, the same face-shaping
+    settings, no full recrop, and centre boxes not sized by the run's own detections
+    (fallback_size auto). Its rows serve even without reuse, to find the photos deleted
+    since. The run id is returned whenever there is an index, so publish can tell whether
+    another run moved it on meanwhile."""
+    pointer = store.get_if_exists(rp.dest.bucket, rp.dest.key(incremental.INDEX))
+    doc = None if pointer is None else json.loads(pointer)
+    last = None if doc is None or doc["source_uri"] != rp.source.uri else store.get_if_exists(rp.dest.bucket, doc["manifest"])
+    if last is None:
+        return None if doc is None else doc["run_id"], None, {}, False
+    reuse = (not rp.full_recrop and rp.settings.fallback_size != "auto"
+             and doc["settings_fingerprint"] == rp.settings.fingerprint())
+    faces = {rp.dest.rel(o.key): o.etag for root in images_roots
+             for o in store.objects(rp.dest.child(face_rel(root, "")), "dest_uri")} if reuse else {}
+    return doc["run_id"], manifest.loads(last.decode()), faces, reuse
+
+
+GONE = "photo not found: deleted after the run was planned"
+
+
+def crop_shard(
+    params: Mapping[str, Any], run_id: str, shard: Mapping[str, Any], store: S3Store, *, workers: int = 0
+) -> dict[str, int]:
+    """Pull a shard's photos, crop them, upload the faces, then write the shard manifest.
+    Downloads, detection and uploads stream through a bounded window, so a task's memory
+    does not grow with its shard. The manifest is written last: a retry that finds it has
+    nothing left to do; one that does not redoes the shard and writes the same objects."""
+    # Imported here: they load OpenCV and torch, which only this task needs.
+    from facecrop_ops.vision.detector import resolve_device
+    from facecrop_ops.vision.imaging import BadPhoto
+    from facecrop_ops.vision.processor import Photo, crop_photos, plan_workers
+
+    rp = parse(params)
+    rd = run_dir(rp.dest, run_id)
+    index, plan_id = shard["shard"], shard["plan"]
+    done_key = _shard_key(rd, plan_id, index, ".manifest.csv")
+    done = store.get_if_exists(rd.bucket, done_key)
+    if done is not None:
+        rows = manifest.loads(done.decode())
+        log.info("shard %d was finished by an earlier try (%d photos): nothing to redo", index, len(rows))
+        return _summary(index, rows)
+    listed = json.loads(store.get(rd.bucket, _shard_key(rd, plan_id, index, ".json")))
+    keys, etags = listed["photos"], dict(zip(listed["photos"], listed["etags"]))
+
+    settings = replace(rp.settings, workers=workers)
+    device = resolve_device(settings.device)
+    n_workers = plan_workers(settings, len(keys))
+    log.info("detect on %s%s, %d process(es) planned, engine %s, batch %d", device, _device_name(device),
+             n_workers, settings.engine, settings.batch_size)
+    pulled = Progress(len(keys), lambda line: log.info("pull: %s", line))
+    cropped = Progress(len(keys), lambda line: log.info("crop: %s", line))
+    rows: list[ManifestRow] = []
+
+    def photos() -> Iterator[Photo]:
+        for key, data in store.get_many(rp.source.bucket, (rp.source.key(k) for k in keys), pulled.advance):
+            rel = rp.source.rel(key)
+            if data is None:
+                rows.append(ManifestRow(rel, "", photo_class(rel), ERROR, error=GONE, etag=etags[rel]))
+                cropped.advance(1)
+            else:
+                yield Photo(rel, face_rel(*split_images_root(rel)), data=data)
+
+    def faces() -> Iterator[tuple[str, bytes, str]]:
+        for result in crop_photos(photos(), settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers,
+                                  reread=reread):
+            rows.append(replace(result.row, etag=etags[result.row.source]))
+            if result.face is not None:
+                yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)
+
+    def reread(photo: Photo) -> bytes:
+        """The planned version of a photo again (a centre crop sized after the shard)."""
+        data = store.get_if_exists(rp.source.bucket, rp.source.key(photo.source), etag=etags[photo.source])
+        if data is None:
+            raise BadPhoto("photo not found: deleted or replaced while the shard ran")
+        return data
+
+    uploaded = store.put_many(rp.dest.bucket, faces())
+    rows = [replace(r, face_etag=uploaded[rp.dest.key(r.output)]) if r.output else r for r in rows]
+    store.put_text(rd.bucket, done_key, manifest.dumps(rows))
+    summary = _summary(index, rows)
+    log.info("shard %d: %d photos, %d faces uploaded to %s, %d detected, %d fallback, %d errors",
+             index, summary["photos"], len(uploaded), rp.dest.uri, summary["detected"], summary["fallback"], summary["errors"])
+    return summary
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f" ({torch.cuda.get_device_name(torch.device(device))})"
+    return f" ({os.cpu_count()} CPU cores)"
+
+
+def _summary(index: int, rows: list[ManifestRow]) -> dict[str, int]:
+    m = metrics.per_class(rows)[metrics.ALL]
+    return {"shard": index, "photos": m.images, "detected": m.detected, "fallback": m.fallback, "errors": m.errors}
+
+
+def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str, Any]:
+    """Merge the shard manifests and the reused rows, rewrite every CSV to the faces and
+    publish it (rows whose photo was unreadable or not found go to rejects.csv instead),
+    remove the faces of photos deleted since the last run, then point the index here."""
+    rp = parse(params)
+    rd = run_dir(rp.dest, run_id)
+    plan_doc = json.loads(store.get(rd.bucket, rd.key("plan.json")))
+    plan_id = plan_doc["plan_id"]
+    pointer = store.get_if_exists(rp.dest.bucket, rp.dest.key(incremental.INDEX))
+    current = None if pointer is None else json.loads(pointer)["run_id"]
+    if current not in (None, plan_doc["index_run"], run_id):
+        raise RunError(f"{rp.dest.uri} moved on to run {current} after this run was planned: its reused faces and "
+                       "deletions may no longer hold. Clear the whole run (every task) so it plans again")
+    rows = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv")).decode())
+    for index in range(plan_doc["shards"]):
+        key = _shard_key(rd, plan_id, index, ".manifest.csv")
+        shard_manifest = store.get_if_exists(rd.bucket, key)
+        if shard_manifest is None:
+            raise RunError(f"shard {index} has no manifest at s3://{rd.bucket}/{key}: its crop task did not finish")
+        rows.extend(manifest.loads(shard_manifest.decode()))
+    store.put_text(rd.bucket, rd.key("manifest.csv"), manifest.dumps(rows))
+    by_source = {r.source: r for r in rows}
+    rates = {k: v.miss_rate for k, v in metrics.per_class(rows).items()}
+    published, rejects = [], []
+    for uri in plan_doc["csv_uris"]:
+        bucket, key = _csv_object(uri, rp.source)
+        result = csv_rewrite.rewrite(
+            store.get(bucket, key).decode("utf-8"), csv_name=uri, path_column=rp.path_column,
+            photos=by_source, images_roots=plan_doc["images_roots"], source=rp.source, dest=rp.dest,
+        )
+        out_name = published_csv_name(key.rsplit("/", 1)[-1])
+        out_uri = rp.dest.key_uri(out_name)
+        store.put_text(rp.dest.bucket, rp.dest.key(out_name), result.text)
+        rejects.extend(result.rejects)
+        published.append({"uri": out_uri, "source": uri, "rows": result.kept, "rejected": len(result.rejects)})
+        log.info("published %s: %d rows, %d rejected", out_uri, result.kept, len(result.rejects))
+    store.put_text(rd.bucket, rd.key("rejects.csv"), csv_rewrite.rejects_csv(rejects))
+    for r in rejects[:10]:
+        log.warning("rejected %s line %d (%s): %s", r.csv, r.line, r.path, r.reason)
+    gone = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv")).decode())
+    # Faces this pipeline may have written that no published row points at any more: photos
+    # deleted from the bucket, and photos that became unreadable.
+    outputs = {r.output for r in rows}
+    stale = sorted({face_rel(*split) for r in (*gone, *(r for r in rows if r.status == ERROR))
+                    if (split := split_images_root(r.source))} - outputs)
+    store.delete_many(rp.dest.bucket, [rp.dest.key(k) for k in stale])
+    if stale:
+        log.info("removed %d face(s) of photos deleted since the last run, e.g. %s", len(stale), rp.dest.key_uri(stale[0]))
+    index = {"run_id": run_id, "manifest": rd.key("manifest.csv"), "source_uri": rp.source.uri,
+             "settings_fingerprint": rp.settings.fingerprint()}
+    store.put_text(rp.dest.bucket, rp.dest.key(incremental.INDEX), json.dumps(index, indent=2), "application/json")
+    return {"csvs": published, "miss_rate": rates, "photos": len(rows), "reports": rd.uri, "report": rd.key_uri(REPORT)}
+
+
+def record_metrics(
+    params: Mapping[str, Any], run_id: str, store: S3Store, *, run_after: datetime | None = None,
+    logical_date: datetime | None = None,
+) -> dict[str, Any]:
+    """Per-class metrics from the run's manifest to metrics.json, the history, the review page,
+    the task log and Airflow metrics. Returns metrics.json's document."""
+    from facecrop_ops.reporting import history  # pandas and matplotlib load here, not in every task that imports etl
+
+    rp = parse(params)
+    rd = run_dir(rp.dest, run_id)
+    rows = manifest.loads(store.get(rd.bucket, rd.key("manifest.csv")).decode())
+    per_class = metrics.per_class(rows)
+    doc = {
+        "run": {
+            "run_id": run_id, "run_after": _iso(run_after), "logical_date": _iso(logical_date), "source_uri": rp.source.uri,
+            "dest_uri": rp.dest.uri, "engine": rp.settings.engine, "settings_fingerprint": rp.settings.fingerprint(),
+            "report": rd.key_uri(REPORT),
+        },
+        "classes": metrics.as_json(per_class),
+    }
+    store.put_text(rd.bucket, rd.key("metrics.json"), json.dumps(doc, indent=2), "application/json")
+    past = _rebuild_history(rp.dest, store)
+    store.put_text(rd.bucket, rd.key(REPORT), _report(doc, rows, past, rp, store), "text/html")
+    log.info("detection per class (metrics in %s):\n%s", rd.key_uri("metrics.json"), metrics.table(per_class))
+    log.info("review page: %s; history of %d run(s): %s", rd.key_uri(REPORT), len(history.runs(past)),
+             rp.dest.key_uri(HISTORY))
+    from airflow.sdk.observability.stats import Stats  # a no-op unless StatsD/OTel metrics are on
+
+    for name, value in metrics.gauges(doc["classes"]).items():
+        Stats.gauge(name, value)
+    return doc
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def _rebuild_history(dest: S3Location, store: S3Store) -> Any:
+    """history.csv from every run's metrics.json under dest. After writing, list again: a run
+    that finished meanwhile is folded in by a new round (its own rebuild may have read the
+    listing before this run's metrics existed), so the last write holds every run."""
+    from facecrop_ops.reporting import history
+
+    runs_root = dest.child(REPORTS_DIR)
+    seen: set[str] | None = None
+    past = history.frame([])
+    for _ in range(5):
+        keys = {k for k in store.list(runs_root, "dest_uri") if k.endswith("/metrics.json")}
+        if keys == seen:
+            break
+        docs = []
+        for key, data in store.get_many(dest.bucket, sorted(keys)):
+            doc = None if data is None else json.loads(data)
+            if doc is None or "classes" not in doc:
+                log.warning("history: skipping %s (%s)", key, "deleted meanwhile" if doc is None else "older format")
+                continue
+            docs.append(doc)
+        past = history.frame(docs)
+        store.put_text(dest.bucket, dest.key(HISTORY), history.to_csv(past))
+        seen = keys
+    return past
+
+
+def _report(doc: Mapping[str, Any], rows: list[ManifestRow], past: Any, rp: RunParams, store: S3Store) -> str:
+    from facecrop_ops.reporting import history, report
+    from facecrop_ops.vision.imaging import BadPhoto, thumbnail
+
+    sheets = report.sheets(rows)
+    wanted = {rp.dest.key(r.output): r.source for sheet in sheets for r in sheet.rows if r.output}
+    thumbs = {}
+    for key, data in store.get_many(rp.dest.bucket, list(wanted)):
+        try:
+            if data is not None:
+                thumbs[wanted[key]] = thumbnail(data, report.THUMB_WIDTH)
+        except BadPhoto:
+            pass  # the tile shows its label alone
+    previous = history.previous_run(past, doc["run"]["run_id"])
+    current = {name: m["miss_rate"] for name, m in doc["classes"].items()}
+    bar = report.bar_chart(current, history.miss_rates(past, previous) if previous else None)
+    trend = report.trend_chart(history.trend(past)) if len(history.runs(past)) > 1 else None
+    return report.render(doc["run"], doc["classes"], bar, trend, previous, sheets, thumbs)
+
+
+WAITING_STATES = (None, "none", "scheduled")
+
+
+def gpu_pool_started(task_states: Mapping[str, Mapping[str, Any]], waited_s: float, limit_s: float, pool: str) -> bool:
+    """True once any crop_shard instance has left `scheduled` (the pool gave it a slot).
+    After `limit_s` of waiting, raise: with Airflow 3.3 a missing pool is otherwise silent."""
+    states = [state for run in task_states.values() for state in run.values()]
+    if any(state not in WAITING_STATES for state in states):
+        return True
+    if waited_s >= limit_s:
+        raise RunError(
+            f"no crop_shard task has started after {format_duration(waited_s)} waiting in the Airflow pool {pool!r}: "
+            f"the pool is missing or has no free slot. Create it with `airflow pools set {pool} 1 \"GPU workers\"` "
+            "(or in the UI: Admin > Pools), or set FACECROP_GPU_POOL to an existing pool. The run goes on by itself "
+            "once a shard starts; this check retries until then"
+        )
+    return False
+
+
+def check_miss_rates(doc: Mapping[str, Any], limits: Mapping[str, float]) -> str | None:
+    """The alert for a run with classes over their limit (naming classes, rates and the review
+    page), or None when all is well."""
+    classes = doc["classes"]
+    over = []
+    for name, limit in limits.items():
+        if name not in classes:
+            over.append(f"{name}: no such class in this run (classes: {', '.join(classes)})")
+        elif classes[name]["miss_rate"] is not None and classes[name]["miss_rate"] > limit:
+            over.append(f"{name}: miss rate {classes[name]['miss_rate']:.1%} > limit {limit:.1%}")
+    if not over:
+        return None
+    return f"miss-rate limits exceeded in run {doc['run']['run_id']}: {'; '.join(over)}. Review page: {doc['run']['report']}"

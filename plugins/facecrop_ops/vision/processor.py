@@ -1,0 +1,469 @@
+"""The shard processor: photos in, face files and one manifest row per photo out.
+
+This is the one code path for the CLI and the DAG's detect task. Its speed comes from
+four places, measured by benchmarks/bench_crop.py:
+
+* batched detection (same-size photos together) with the exact fast MTCNN engine;
+* on CPUs, one worker process per core with one torch thread each: these small networks
+  scale better across processes than across torch's intra-op threads;
+* JPEG decoding and encoding run in threads, one chunk ahead of and one chunk behind
+  detection, so a process that feeds a GPU does not wait for them (CPU workers take one
+  chunk at a time: with a worker per core, the cores are busy either way);
+* a detecting process keeps the memory it frees (`_keep_freed_memory`), so each batch's
+  large temporaries do not page-fault in again.
+
+A photo that cannot be read, or fails on its own, becomes an `error` row; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from facecrop_ops.config.crop import Settings
+from facecrop_ops.dataset.manifest import CENTRE, DETECTED, ERROR, FALLBACK, MTCNN, SECOND_PASS, SIBLING, ManifestRow
+from facecrop_ops.dataset.naming import person_folder, photo_class
+from facecrop_ops.vision.detector import Detection, Detector, resolve_device
+from facecrop_ops.vision.geometry import Box, FaceBox, fallback_box, padded_box
+from facecrop_ops.vision.imaging import BadPhoto, cut_face, decode_rgb, encode_face, pixel_count
+from facecrop_ops.vision.rescue import Found, agreeing, auto_fallback_size, reference_box
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Photo:
+    """One input: `source` is its name in the manifest, `output` the face's name; the bytes
+    come from `data` or are read from `path` (in the worker, so they never cross processes)."""
+
+    source: str
+    output: str
+    path: str | None = None
+    data: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise BadPhoto("no data and no path given")
+        return Path(self.path).read_bytes()
+
+    def pixels(self) -> int:
+        """Its size from the file's header alone (0 when unknown): what decoding will hold."""
+        return pixel_count(self.data if self.data is not None else self.path)
+
+
+@dataclass(frozen=True)
+class CropResult:
+    row: ManifestRow
+    face: bytes | None  # the encoded face file; None for error rows
+    pending: bool = False  # a centre crop waiting for the run's detections to size it (fallback_size auto)
+
+
+@dataclass
+class _Decoded:
+    photo: Photo
+    rgb: np.ndarray | None
+    error: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.rgb.shape[:2]
+        return w, h
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """The face box a crop is built on (None: the centre box) and what produced it."""
+
+    box: FaceBox | None
+    method: str
+    prob: float | None = None
+    faces: int = 0
+
+
+def plan_workers(settings: Settings, n_photos: int) -> int:
+    """How many processes: one for a GPU (it is the bottleneck; more would each hold a copy
+    of the nets in its memory), else one per core up to 8, never more than the chunks."""
+    if settings.workers:
+        wanted = settings.workers
+    elif resolve_device(settings.device) != "cpu":
+        wanted = 1
+    else:
+        wanted = min(os.cpu_count() or 1, 8)
+    return max(1, min(wanted, -(-n_photos // _chunk_size(settings))))
+
+
+def _chunk_size(settings: Settings) -> int:
+    return settings.batch_size * 2
+
+
+# A process decodes a chunk ahead of the one it detects and encodes the one before, so chunks
+# are bounded by pixels as well as by count: 16 portraits of 384 x 512 (3 MP) make a chunk, a
+# 12-megapixel phone photo shares one with a few megapixels more at most, and a worker holds
+# a few photos' pixels, not 48.
+CHUNK_PIXELS = 16_000_000
+
+
+def _chunks(photos: Iterable[Photo], settings: Settings) -> Iterator[list[Photo]]:
+    """Chunks of at most `_chunk_size` photos and CHUNK_PIXELS; when a crop may depend on its
+    person's other photos, a person folder is never split (it may then exceed both)."""
+    size = _chunk_size(settings)
+    chunk: list[Photo] = []
+    pixels = 0
+    for group in _groups(photos, settings.uses_siblings):
+        n = sum(p.pixels() for p in group)
+        if chunk and (len(chunk) + len(group) > size or pixels + n > CHUNK_PIXELS):
+            yield chunk
+            chunk, pixels = [], 0
+        chunk.extend(group)
+        pixels += n
+    if chunk:
+        yield chunk
+
+
+def _groups(photos: Iterable[Photo], whole_folders: bool) -> Iterator[list[Photo]]:
+    """Photos one by one, or consecutive photos of one person folder together."""
+    group: list[Photo] = []
+    folder = None
+    for photo in photos:
+        this = person_folder(photo.source) if whole_folders else None
+        if group and (this is None or this != folder):
+            yield group
+            group = []
+        group.append(photo)
+        folder = this
+    if group:
+        yield group
+
+
+class _Cropper:
+    """What one process holds: the detector and a small thread pool for JPEG work."""
+
+    def __init__(self, settings: Settings, threads: int) -> None:
+        self.settings = settings
+        self.detector = Detector(settings)
+        self.relaxed = Detector(replace(settings, thresholds=settings.second_pass_thresholds)) if settings.second_pass else None
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facecrop-io")
+
+    def _decode(self, photo: Photo) -> _Decoded:
+        return _decode(photo, photo.read, self.settings)
+
+    def _detect(self, decoded: list[_Decoded]) -> list[Detection | None | str]:
+        """Detections for the readable photos; if a batch fails, photos are retried alone so
+        only the photo at fault ends as an error (its reason in place of a detection). When
+        every photo fails alone too, the fault is not the photos' (a broken GPU, say): raise,
+        so the task fails and is retried instead of recording good photos as errors."""
+        good = [d for d in decoded if d.rgb is not None]
+        try:
+            found: list[Detection | None | str] = list(self.detector.detect([d.rgb for d in good]))
+        except Exception as batch_error:  # noqa: BLE001 - isolate the bad photo below
+            found, failures = [], 0
+            for d in good:
+                try:
+                    found.extend(self.detector.detect([d.rgb]))
+                except Exception as exc:  # noqa: BLE001 - recorded in the manifest
+                    failures += 1
+                    found.append(f"detection failed: {type(exc).__name__}: {exc}"[:200])
+            if failures == len(good) > 1:
+                raise batch_error
+        it = iter(found)
+        return [next(it) if d.rgb is not None else None for d in decoded]
+
+    def _choose(self, decoded: list[_Decoded], found: list[Detection | None | str]) -> list[_Choice | str | None]:
+        """Each photo's face box: its detection; for a miss, a guarded second pass or a
+        sibling's box when those options are on (a chunk holds whole person folders then),
+        else the centre box. Errors stay as they are (a reason, or None for unreadable)."""
+        s = self.settings
+        choices: list[_Choice | str | None] = [
+            f if isinstance(f, str) or d.rgb is None
+            else _Choice(None, CENTRE) if f is None else _Choice(f.box, MTCNN, f.prob, f.faces)
+            for d, f in zip(decoded, found)
+        ]
+        if not s.uses_siblings:
+            return choices
+        folders: dict[str, list[int]] = defaultdict(list)
+        for i, d in enumerate(decoded):
+            folder = person_folder(d.photo.source)
+            if folder is not None and isinstance(choices[i], _Choice):
+                folders[folder].append(i)
+        references: dict[int, FaceBox] = {}
+        for members in folders.values():
+            siblings = [Found(photo_class(decoded[i].photo.source), choices[i].box, decoded[i].size)
+                        for i in members if choices[i].method == MTCNN]
+            for i in members:
+                if choices[i].method == CENTRE:
+                    ref = reference_box(siblings, decoded[i].size)
+                    if ref is not None:
+                        references[i] = ref
+        for i, ref in references.items():
+            if self.relaxed is not None:
+                try:
+                    (candidates,) = self.relaxed.candidates([decoded[i].rgb])
+                except Exception:  # noqa: BLE001 - a failed second look leaves the first answer
+                    candidates = []
+                hit = agreeing(candidates, ref, s.second_pass_min_iou)
+                if hit is not None:
+                    choices[i] = _Choice(hit[0], SECOND_PASS, hit[1])
+                    continue
+            if s.fallback == "sibling":
+                choices[i] = _Choice(ref, SIBLING)
+        return choices
+
+    def run(self, chunks: Iterable[Sequence[Photo]]) -> Iterator[list[CropResult]]:
+        """Decode chunk i+1 and encode chunk i-1 in threads while chunk i is detected."""
+        decoding: deque[list[Future[_Decoded]]] = deque()
+        rendering: deque[list[Future[CropResult]]] = deque()
+        chunks = iter(chunks)
+
+        def start_decoding() -> None:
+            chunk = next(chunks, None)
+            if chunk is not None:
+                decoding.append([self.pool.submit(self._decode, p) for p in chunk])
+
+        start_decoding()
+        while decoding:
+            start_decoding()
+            decoded = [f.result() for f in decoding.popleft()]
+            choices = self._choose(decoded, self._detect(decoded))
+            rendering.append([self.pool.submit(_render, d, c, self.settings) for d, c in zip(decoded, choices)])
+            if len(rendering) > 1:
+                yield [f.result() for f in rendering.popleft()]
+        while rendering:
+            yield [f.result() for f in rendering.popleft()]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _render(d: _Decoded, choice: _Choice | str | None, s: Settings) -> CropResult:
+    """The manifest row and face file of one photo. `status` says what the first detection
+    found (a miss is `fallback`); `method` how the crop was made."""
+    photo = d.photo
+    cls = photo_class(photo.source)
+    if d.rgb is None or not isinstance(choice, _Choice):
+        return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=d.error or str(choice)), None)
+    w, h = d.size
+    method = choice.method
+    box: Box | None = None if choice.box is None else padded_box(choice.box, w, h, s.margins)
+    if box is None or box.empty:
+        method, box = CENTRE, fallback_box(w, h, (s.fallback_width, s.fallback_height))
+    row = ManifestRow(
+        source=photo.source,
+        output=photo.output,
+        photo_class=cls,
+        status=DETECTED if method == MTCNN else FALLBACK,
+        prob=choice.prob,
+        box=choice.box,
+        crop=None,
+        faces=choice.faces,
+        method=method,
+    )
+    if method == CENTRE and s.fallback_size == "auto":
+        return CropResult(row, None, pending=True)
+    try:
+        face = cut_face(d.rgb, box, (s.output_width, s.output_height), s.interpolation)
+        data = encode_face(face, photo.output, s.jpeg_quality)
+    except Exception as exc:  # noqa: BLE001 - recorded in the manifest
+        return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=f"cannot write face: {exc}"[:200]), None)
+    return CropResult(replace(row, crop=tuple(box)), data)
+
+
+_WORKER: _Cropper | None = None
+
+
+def _init_worker(settings: Settings, parent: int) -> None:
+    import torch
+
+    _die_with(parent)
+
+    # First thing in a forked child: a parent that already ran torch ops leaves its OpenMP
+    # pool unusable here, and one thread needs no pool. (cv2.setNumThreads would hang in the
+    # same situation, so OpenCV keeps its default.)
+    torch.set_num_threads(1)
+    _keep_freed_memory()
+    global _WORKER
+    _WORKER = _Cropper(settings, threads=1)
+
+
+def _keep_freed_memory() -> None:
+    """glibc: keep freed memory in this process instead of handing it back to the kernel.
+    Every batch allocates the same large temporaries (integral tables, pyramid levels, network
+    activations: 10-20 MB each for 384 x 512 photos); by default each comes fresh from mmap and
+    is paid for again in page faults: about 15 % of the whole run's time on 384 x 512 photos.
+    Called in worker processes, and in the task or CLI process itself when it detects alone:
+    those exit when the run ends, so the kept memory (at most the peak) goes with them."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallopt"):  # not glibc
+        return
+    # glibc before 2.35 refuses an mmap threshold above 32 MB (and says so by returning 0);
+    # the trim threshold is only raised with it, or glibc's own adaptive one would be lost.
+    for keep in (_KEEP_BYTES, _KEEP_BYTES_OLD_GLIBC):
+        if libc.mallopt(_M_MMAP_THRESHOLD, keep):
+            libc.mallopt(_M_TRIM_THRESHOLD, keep)
+            return
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP_BYTES, _KEEP_BYTES_OLD_GLIBC = 256 << 20, 32 << 20
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this worker gets SIGKILL when the process that started it dies (Airflow killed
+    the task, the OOM killer...). Otherwise it would wait forever on a queue that its
+    siblings still hold open, keeping its memory."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _run_chunk(chunk: Sequence[Photo]) -> tuple[int, list[CropResult]]:
+    assert _WORKER is not None, "worker not initialised"
+    return os.getpid(), [r for part in _WORKER.run([chunk]) for r in part]
+
+
+@contextmanager
+def _children_allowed() -> Iterator[None]:
+    """Celery's prefork pool marks its workers daemonic, and Airflow's task process, forked
+    from one, inherits the mark; multiprocessing then refuses to start children. The mark
+    guards against orphans: ours are joined before this exits and die with their parent
+    (_die_with), so lift it while the pool lives."""
+    me = multiprocessing.current_process()
+    was = me.daemon
+    me.daemon = False
+    try:
+        yield
+    finally:
+        me.daemon = was
+
+
+def crop_photos(
+    photos: Iterable[Photo],
+    settings: Settings,
+    *,
+    on_done: Callable[[list[CropResult]], None] | None = None,
+    workers: int | None = None,
+    reread: Callable[[Photo], bytes] | None = None,
+) -> Iterator[CropResult]:
+    """Yield one CropResult per photo, in input order. Photos are taken from `photos` only as
+    chunks are started (a few per worker), so a lazy iterable of downloads is held a window at
+    a time, never whole (give `workers` then: it has no len() to plan them by). `on_done`
+    sees each finished chunk (for progress). Settings are checked first, so a bad value fails
+    before any photo.
+
+    With fallback_size "auto", centre crops wait until every photo is detected (the mean
+    padded crop sizes the centre box) and come last; their photos are read again then, with
+    `reread` (from S3, say) or from the Photo itself."""
+    settings.check()
+    n_workers = workers or plan_workers(settings, len(photos))  # type: ignore[arg-type]
+    deferring = settings.fallback_size == "auto"
+    in_flight: dict[str, Photo] = {}
+    pending: list[tuple[CropResult, Photo]] = []
+    detected: list[Box] = []
+
+    def tracked() -> Iterator[Photo]:
+        for photo in photos:
+            if deferring:  # what is needed to read it again, its bytes only when there is no other way
+                in_flight[photo.source] = photo if reread is None and photo.path is None else replace(photo, data=None)
+            yield photo
+
+    for part in _run(_chunks(tracked(), settings), settings, n_workers):
+        done = []
+        for result in part:
+            photo = in_flight.pop(result.row.source, None)
+            if result.pending:
+                pending.append((result, photo))
+                continue
+            done.append(result)
+            if result.row.status == DETECTED:
+                detected.append(Box(*result.row.crop))
+        if on_done is not None:
+            on_done(done)
+        yield from done
+    if pending:
+        width, height = auto_fallback_size(detected) or (settings.fallback_width, settings.fallback_height)
+        log.info("%d centre crop(s) sized %dx%d: 1.2 x the mean padded crop of %d detection(s)",
+                 len(pending), width, height, len(detected))
+        sized = replace(settings, fallback_width=width, fallback_height=height, fallback_size="fixed")
+        done = [_finish_centre(result, photo, sized, reread) for result, photo in pending]
+        if on_done is not None:
+            on_done(done)
+        yield from done
+
+
+def _finish_centre(result: CropResult, photo: Photo, sized: Settings, reread: Callable[[Photo], bytes] | None) -> CropResult:
+    """A deferred centre crop, now that its size is known."""
+    decoded = _decode(photo, (lambda: reread(photo)) if reread is not None else photo.read, sized)
+    row = result.row
+    return _render(decoded, _Choice(row.box, CENTRE, row.prob, row.faces), sized)
+
+
+def _decode(photo: Photo, read: Callable[[], bytes], settings: Settings) -> _Decoded:
+    """Its pixels, or the reason it has none (unreadable, too small to detect a face in)."""
+    try:
+        rgb = decode_rgb(read())
+    except BadPhoto as exc:
+        return _Decoded(photo, None, str(exc))
+    except OSError as exc:
+        return _Decoded(photo, None, f"cannot read: {exc.strerror or exc}")
+    h, w = rgb.shape[:2]
+    if min(h, w) < settings.min_face_size:
+        return _Decoded(photo, None, f"too small to detect in ({w}x{h} px < min_face_size {settings.min_face_size})")
+    return _Decoded(photo, rgb)
+
+
+def _run(chunks: Iterator[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:
+    if n_workers <= 1:
+        _keep_freed_memory()
+        # On a GPU this one process feeds the device: decoding and encoding get the cores.
+        threads = min(8, os.cpu_count() or 2) if resolve_device(settings.device) != "cpu" else 2
+        cropper = _Cropper(settings, threads=threads)
+        try:
+            yield from cropper.run(chunks)
+        finally:
+            cropper.close()
+        log.info("detection ran in this process (pid %d)", os.getpid())
+        return
+    # fork: children start in milliseconds with torch already imported; CUDA is never
+    # initialised in this parent (the GPU path above runs in-process), so forking is safe.
+    method = "fork" if resolve_device(settings.device) == "cpu" else "spawn"
+    if method == "fork":
+        # Imported here, once, so that every worker inherits facenet-pytorch and torchvision
+        # instead of importing them itself: about 1 s of CPU per worker, per task.
+        from facecrop_ops.vision import mtcnn_fast  # noqa: F401
+    context = multiprocessing.get_context(method)
+    pids: set[int] = set()
+    with _children_allowed(), ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
+                                                  initargs=(settings, os.getpid())) as pool:
+        # Fork every worker now, before the first chunk is pulled: pulling it may start download
+        # threads, and a fork while they hold locks can deadlock the child.
+        pool.submit(os.getpid).result()
+        # Two chunks in flight per worker keeps them busy without holding every photo at once.
+        pending = deque(pool.submit(_run_chunk, chunk) for chunk in islice(chunks, n_workers * 2))
+        while pending:
+            pid, part = pending.popleft().result()
+            pids.add(pid)
+            pending.extend(pool.submit(_run_chunk, chunk) for chunk in islice(chunks, 1))
+            yield part
+    log.info("detection ran in %d worker process(es) (pids %s)", len(pids), ", ".join(map(str, sorted(pids))))

@@ -1,0 +1,65 @@
+"""Better crops where MTCNN misses, decided from boxes alone (pure).
+
+A person folder holds one sitting: seven photos of one person, so a face MTCNN missed (a
+mask hides half of it) is nearly where the same person's other photos show it. These rules
+turn the detected siblings into a reference face box, judge a relaxed second detection
+against it, and size the centre box from a run's detections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from facecrop_ops.vision.geometry import Box, FaceBox, iou, median_box, scale_box
+
+# Whose box a missed photo borrows first: a bare face, then one with a mask below the nose.
+SIBLING_PREFERENCE = ("normal", "incorrect_mask")
+# The reference centre box is 1.2 x the mean padded crop of the original data's detections.
+AUTO_FALLBACK_FACTOR = 1.2
+
+
+@dataclass(frozen=True)
+class Found:
+    """A sibling's first-pass detection: its class, its face box and its photo's W x H."""
+
+    photo_class: str
+    box: FaceBox
+    size: tuple[int, int]
+
+
+def reference_box(siblings: Sequence[Found], size: tuple[int, int]) -> FaceBox | None:
+    """Where the siblings put the face on a photo of `size` (W, H): the `normal` photo's box,
+    else the `incorrect_mask` one's, else the median of every detected sibling's; each scaled
+    from its photo's size. None when no sibling was detected."""
+    chosen: list[Found] = []
+    for cls in SIBLING_PREFERENCE:
+        chosen = [f for f in siblings if f.photo_class == cls]
+        if chosen:
+            break
+    else:
+        chosen = list(siblings)
+    if not chosen:
+        return None
+    return median_box([scale_box(f.box, f.size, size) for f in chosen])
+
+
+def agreeing(candidates: Sequence[tuple[FaceBox, float]], reference: FaceBox | None, min_iou: float) -> tuple[FaceBox, float] | None:
+    """The relaxed pass's (box, probability) that overlaps the reference most, when it
+    overlaps it by `min_iou` at least; None otherwise, or without a reference to check
+    against (a lone photo's relaxed "face" could be a shirt's print)."""
+    if reference is None or not candidates:
+        return None
+    best = max(candidates, key=lambda c: iou(c[0], reference))
+    return best if iou(best[0], reference) >= min_iou else None
+
+
+def auto_fallback_size(crops: Iterable[Box]) -> tuple[int, int] | None:
+    """1.2 x the mean padded crop (W, H) of detected photos, rounded as the reference was
+    (213 x 283 gave 256 x 340); None without detections."""
+    boxes = [b for b in crops if not b.empty]
+    if not boxes:
+        return None
+    mean_w = sum(b.width for b in boxes) / len(boxes)
+    mean_h = sum(b.height for b in boxes) / len(boxes)
+    return round(AUTO_FALLBACK_FACTOR * mean_w), round(AUTO_FALLBACK_FACTOR * mean_h)

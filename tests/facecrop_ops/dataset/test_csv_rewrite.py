@@ -1,0 +1,90 @@
+import pytest
+
+from facecrop_ops.dataset import csv_rewrite
+from facecrop_ops.dataset.locations import S3Location
+from facecrop_ops.dataset.manifest import ManifestRow
+
+SOURCE = S3Location("raw-bucket", "masks/")
+ROOTS = ["eval/images/", "train/images/"]
+PHOTOS = {
+    "train/images/000001_f_Asian_45/mask1.jpg": ManifestRow("train/images/000001_f_Asian_45/mask1.jpg", "x", "mask1", "detected"),
+    "train/images/000001_f_Asian_45/normal.jpg": ManifestRow("train/images/000001_f_Asian_45/normal.jpg", "x", "normal", "fallback"),
+    "train/images/000002_m_Black_20/mask2.jpg": ManifestRow("train/images/000002_m_Black_20/mask2.jpg", "", "mask2", "error", error="empty file (0 bytes)"),
+    "eval/images/abc.jpg": ManifestRow("eval/images/abc.jpg", "x", "unlabeled", "detected"),
+}
+
+
+def rewrite(text, dest=SOURCE, path_column="path"):
+    return csv_rewrite.rewrite(text, csv_name="train_data.csv", path_column=path_column, photos=PHOTOS,
+                               images_roots=ROOTS, source=SOURCE, dest=dest)
+
+
+def test_each_style_of_path_keeps_its_style_with_only_the_images_segment_changed():
+    text = (
+        "gender,path,age\n"
+        "female,train/images/000001_f_Asian_45/mask1.jpg,45\n"
+        "female,/data/masks/train/images/000001_f_Asian_45/normal.jpg,45\n"
+        "female,s3://raw-bucket/masks/train/images/000001_f_Asian_45/mask1.jpg,45\n"
+        ",eval/images/abc.jpg,\n"
+    )
+    out = rewrite(text)
+    assert out.text.splitlines() == [
+        "gender,path,age",
+        "female,train/faces/000001_f_Asian_45/mask1.jpg,45",
+        "female,/data/masks/train/faces/000001_f_Asian_45/normal.jpg,45",
+        "female,s3://raw-bucket/masks/train/faces/000001_f_Asian_45/mask1.jpg,45",
+        ",eval/faces/abc.jpg,",
+    ]
+    assert out.kept == 4 and out.rejects == []
+
+
+def test_s3_uris_point_at_the_faces_real_location_when_dest_differs():
+    out = rewrite("path\ns3://raw-bucket/masks/train/images/000001_f_Asian_45/mask1.jpg\ntrain/images/000001_f_Asian_45/normal.jpg\n",
+                  dest=S3Location("faces-bucket", "v2/"))
+    assert out.text.splitlines()[1:] == [
+        "s3://faces-bucket/v2/train/faces/000001_f_Asian_45/mask1.jpg",
+        "train/faces/000001_f_Asian_45/normal.jpg",
+    ]
+
+
+def test_only_the_matched_segment_changes_not_every_images_substring():
+    photos = {"train/images/images_v1/mask1.jpg": ManifestRow("train/images/images_v1/mask1.jpg", "x", "mask1", "detected")}
+    out = csv_rewrite.rewrite("path\n/home/me/images/train/images/images_v1/mask1.jpg\n", csv_name="c", path_column="path",
+                              photos=photos, images_roots=["train/images/"], source=SOURCE, dest=SOURCE)
+    assert out.text.splitlines()[1] == "/home/me/images/train/faces/images_v1/mask1.jpg"
+
+
+def test_unreadable_unknown_and_foreign_rows_are_rejected_with_reasons():
+    text = (
+        "path,label\n"
+        "train/images/000002_m_Black_20/mask2.jpg,1\n"
+        "train/images/000009_x_y_1/mask1.jpg,1\n"
+        "somewhere/else/mask1.jpg,1\n"
+        ",1\n"
+        "s3://another-bucket/masks/train/images/000001_f_Asian_45/mask1.jpg,0\n"
+        "train/images/000001_f_Asian_45/mask1.jpg,0\n"
+    )
+    out = rewrite(text)
+    assert out.kept == 1
+    assert [(r.line, r.reason) for r in out.rejects] == [
+        (2, "photo unreadable: empty file (0 bytes)"),
+        (3, "photo not found in the dataset (missing, hidden or not a photo file)"),
+        (4, "path is not under an images folder of the dataset (eval/images/, train/images/)"),
+        (5, "empty path"),
+        (6, "an s3:// URI outside the dataset (s3://raw-bucket/masks/): its face would not exist"),
+    ]
+    assert csv_rewrite.rejects_csv(out.rejects).splitlines()[:2] == [
+        "csv,line,path,reason",
+        "train_data.csv,2,train/images/000002_m_Black_20/mask2.jpg,photo unreadable: empty file (0 bytes)",
+    ]
+
+
+def test_quoting_other_columns_and_a_bom_survive():
+    out = rewrite('\ufeffpath,note\ntrain/images/000001_f_Asian_45/mask1.jpg,"a, b ""quoted"""\n')
+    assert out.text.splitlines()[1] == 'train/faces/000001_f_Asian_45/mask1.jpg,"a, b ""quoted"""'
+
+
+def test_a_csv_without_the_path_column_names_the_fix():
+    with pytest.raises(csv_rewrite.CsvError, match=r"train_data.csv has no column 'path' \(its columns: file, label\); set the path_column param"):
+        rewrite("file,label\na.jpg,1\n")
+    assert rewrite("file,label\ntrain/images/000001_f_Asian_45/mask1.jpg,1\n", path_column="file").kept == 1

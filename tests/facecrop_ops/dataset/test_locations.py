@@ -1,0 +1,50 @@
+import pytest
+
+from facecrop_ops.dataset.locations import (
+    S3Location,
+    face_rel,
+    parse_s3_uri,
+    published_csv_name,
+    run_dir,
+    split_images_root,
+)
+
+
+def test_parse_s3_uri_normalises_the_prefix():
+    assert parse_s3_uri("s3://bucket/masks/raw") == S3Location("bucket", "masks/raw/")
+    assert parse_s3_uri("s3://bucket/masks/raw/") == S3Location("bucket", "masks/raw/")
+    assert parse_s3_uri("s3://bucket") == S3Location("bucket", "")
+    assert parse_s3_uri("s3://bucket").uri == "s3://bucket/"
+
+
+@pytest.mark.parametrize("bad", ["bucket/raw", "https://bucket/raw", "s3://", "s3://B/x", "s3:///x", None])
+def test_bad_uris_say_what_is_expected(bad):
+    with pytest.raises(ValueError, match=r"source_uri must look like s3://bucket/prefix"):
+        parse_s3_uri(bad, "source_uri")
+
+
+def test_images_root_is_the_path_up_to_the_first_images_segment():
+    assert split_images_root("train/images/000001_f_Asian_45/mask1.jpg") == ("train/images/", "000001_f_Asian_45/mask1.jpg")
+    assert split_images_root("eval/images/abc.jpg") == ("eval/images/", "abc.jpg")
+    assert split_images_root("images/x.jpg") == ("images/", "x.jpg")
+    assert split_images_root("train_data.csv") is None
+    assert split_images_root("my_images/x.jpg") is None
+    assert split_images_root("train/faces/p/x.jpg") is None
+
+
+def test_face_keys_replace_the_images_segment_of_the_root_only():
+    assert face_rel("train/images/", "p/images.jpg") == "train/faces/p/images.jpg"
+    assert face_rel("images/", "x.jpg") == "faces/x.jpg"
+
+
+@pytest.mark.parametrize(
+    ("name", "published"),
+    [("train_data.csv", "train_face.csv"), ("test_data.csv", "test_face.csv"), ("labels.csv", "labels_face.csv")],
+)
+def test_published_csv_names(name, published):
+    assert published_csv_name(name) == published
+
+
+def test_run_dir_keeps_keys_portable():
+    rd = run_dir(S3Location("b", "out/"), "manual__2026-11-28T10:00:00.123+00:00")
+    assert rd.prefix == "out/_facecrop/runs/manual__2026-11-28T10_00_00.123_00_00/"

@@ -1,0 +1,55 @@
+import pytest
+
+from facecrop_ops.dataset.planning import classify, make_shards
+
+
+def test_classify_sorts_a_real_buckets_mess():
+    listing = classify([
+        "train_data.csv", "test_data.csv", "notes/readme.txt", "train_face.csv", "labels_face.csv",
+        "train/images/000001_f_Asian_45/mask1.jpg", "train/images/000001_f_Asian_45/._mask1.jpg",
+        "train/images/000001_f_Asian_45/normal.PNG", "train/images/000001_f_Asian_45/Thumbs.db",
+        "eval/images/abc.jpg", "eval/info.csv", "train/faces/000001_f_Asian_45/mask1.jpg",
+    ])
+    assert listing.photos == ["eval/images/abc.jpg", "train/images/000001_f_Asian_45/mask1.jpg", "train/images/000001_f_Asian_45/normal.PNG"]
+    assert listing.hidden == ["train/images/000001_f_Asian_45/._mask1.jpg"]
+    assert listing.not_photos == ["train/images/000001_f_Asian_45/Thumbs.db"]
+    assert listing.csvs == ["labels_face.csv", "test_data.csv", "train_data.csv"]  # train_face.csv is ours
+    assert listing.images_roots == ["eval/images/", "train/images/"]
+
+
+def person(i, n=7):
+    return [f"train/images/{i:06d}_f_Asian_30/c{j}.jpg" for j in range(n)]
+
+
+def test_shards_keep_person_folders_whole_and_cover_every_photo_once():
+    photos = [p for i in range(10) for p in person(i)]
+    shards = make_shards(photos, photos_per_shard=20, max_shards=100)
+    assert [len(s) for s in shards] == [14, 14, 14, 14, 14]
+    assert sorted(p for s in shards for p in s) == sorted(photos)
+    for shard in shards:
+        for folder in {p.rsplit("/", 1)[0] for p in shard}:
+            assert sum(p.startswith(folder + "/") for p in shard) == 7
+
+
+def test_flat_folders_are_cut_into_pieces():
+    photos = [f"eval/images/{i:04d}.jpg" for i in range(50)]
+    assert [len(s) for s in make_shards(photos, 20, 100)] == [20, 20, 10]
+
+
+def test_max_shards_grows_shards_instead_of_mapping_more_tasks():
+    photos = [p for i in range(100) for p in person(i)]
+    shards = make_shards(photos, photos_per_shard=7, max_shards=8)
+    assert len(shards) <= 8
+    assert sum(map(len, shards)) == 700
+
+
+def test_same_listing_gives_the_same_shards_in_any_order():
+    photos = [p for i in range(9) for p in person(i)] + [f"eval/images/{i}.jpg" for i in range(30)]
+    assert make_shards(photos, 25, 50) == make_shards(list(reversed(photos)), 25, 50)
+
+
+def test_bad_shard_limits_are_refused():
+    with pytest.raises(ValueError):
+        make_shards(person(1), 0, 10)
+    with pytest.raises(ValueError):
+        make_shards(person(1), 10, 5000)

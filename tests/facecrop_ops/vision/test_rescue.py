@@ -1,0 +1,41 @@
+import pytest
+
+from facecrop_ops.vision.geometry import Box, iou, median_box, scale_box
+from facecrop_ops.vision.rescue import Found, agreeing, auto_fallback_size, reference_box
+
+
+def test_iou_scale_and_median():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0 and iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+    assert scale_box((10, 20, 30, 40), (100, 200), (200, 100)) == (20, 10, 60, 20)
+    assert median_box([(0, 0, 10, 10), (2, 2, 12, 12), (100, 100, 110, 110)]) == (2, 2, 12, 12)
+
+
+def test_the_reference_box_prefers_the_bare_face_then_the_loose_mask_then_the_median():
+    size = (384, 512)
+    mask1, mask2, mask3 = Found("mask1", (10, 10, 50, 50), size), Found("mask2", (12, 12, 52, 52), size), Found("mask3", (90, 90, 130, 130), size)
+    loose, bare = Found("incorrect_mask", (20, 20, 60, 60), size), Found("normal", (30, 30, 70, 70), size)
+    assert reference_box([mask1, mask2, mask3, loose, bare], size) == bare.box
+    assert reference_box([mask1, mask2, mask3, loose], size) == loose.box
+    assert reference_box([mask1, mask2, mask3], size) == mask2.box  # the median ignores the stray one
+    assert reference_box([], size) is None
+
+
+def test_a_sibling_of_another_size_lends_its_box_scaled():
+    bare = Found("normal", (100, 100, 200, 220), (384, 512))
+    assert reference_box([bare], (768, 1024)) == (200, 200, 400, 440)
+
+
+def test_a_second_pass_face_is_taken_only_where_it_agrees_with_the_siblings():
+    reference = (100, 100, 200, 220)
+    face, shirt = ((105, 98, 203, 225), 0.55), ((110, 330, 190, 420), 0.62)
+    assert agreeing([shirt, face], reference, 0.5) == face
+    assert agreeing([shirt], reference, 0.5) is None
+    assert agreeing([face], None, 0.5) is None  # nothing to check it against: not taken
+    assert agreeing([], reference, 0.5) is None
+
+
+def test_auto_fallback_size_is_how_the_reference_256x340_was_derived():
+    assert auto_fallback_size([Box(0, 0, 213, 283), Box(10, 10, 223, 293)]) == (256, 340)
+    assert auto_fallback_size([Box(5, 5, 5, 9)]) is None and auto_fallback_size([]) is None
