@@ -1,8 +1,9 @@
-"""Every knob of a crop run in one place, with the reference notebook's values as defaults.
+"""The knobs of a crop run as one typed value, with the reference notebook's values as defaults.
 
 The CLI's options and the DAG's params are both read into `Settings`, so a value means the
-same thing wherever it is set, and a bad one is refused before any photo is touched, with a
-message that says how to fix it.
+same thing wherever it is set. Each field's default, bounds and help are declared once, in
+`config.params.TABLE`; a bad value is refused before any photo is touched, with a message that
+says how to fix it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-INTERPOLATIONS = ("area", "linear", "cubic", "nearest", "lanczos")
-ENGINES = ("fast", "facenet")
-FALLBACKS = ("centre", "sibling")
-FALLBACK_SIZES = ("fixed", "auto")
+from facecrop_ops.config.params import ENGINES, FALLBACK_SIZES, FALLBACKS, INTERPOLATIONS, PARAMS, SETTINGS
+
+__all__ = ["DEFAULTS", "ENGINES", "FALLBACKS", "FALLBACK_SIZES", "INTERPOLATIONS", "Settings", "SettingsError"]
 
 
 class SettingsError(ValueError):
@@ -29,99 +28,46 @@ class SettingsError(ValueError):
         self.problems = problems or [message]
 
 
+def _default(name: str) -> Any:
+    value = PARAMS[name].default
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
 class Settings:
-    # Padding around the detector's box, in source pixels. The extra 60 px on top keeps the
-    # hair, which helps the classifier tell gender and age.
-    margin_left: int = 30
-    margin_right: int = 30
-    margin_top: int = 60
-    margin_bottom: int = 30
-    # Centre crop used when no face is found: 1.2 x the mean padded crop of the original data.
-    fallback_width: int = 256
-    fallback_height: int = 340
-    # Every crop is resized to this size, the classifier's input.
-    output_width: int = 210
-    output_height: int = 280
-    interpolation: str = "area"
-    # JPEG quality of faces saved as .jpg/.jpeg (OpenCV's own default, as the notebook used).
-    jpeg_quality: int = 95
-    # MTCNN: "auto" takes cuda when the worker has a GPU, else cpu.
-    device: str = "auto"
-    min_face_size: int = 20
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    factor: float = 0.709
-    # True: the largest face is taken (the reference); False: the most probable one.
-    select_largest: bool = True
-    # Photos of one size detected together; 8-16 is fastest on CPUs.
-    batch_size: int = 8
-    # Worker processes on the CPU (one torch thread each); 0 = one per core, at most 8.
-    # On a GPU one process feeds the device.
-    workers: int = 0
-    # "fast": our exact re-implementation of MTCNN.detect (same crop boxes, ~1.7x faster on
-    # CPUs); "facenet": facenet-pytorch's own MTCNN.detect.
-    engine: str = "fast"
-    # Where MTCNN misses (masked faces, mostly). "centre": the reference's centre box.
-    # "sibling": the face box of the same person's detected photos (one sitting, so the face
-    # is nearly where it was), the centre box only when none was detected.
-    fallback: str = "centre"
-    # The centre box: "fixed" is fallback_width x fallback_height; "auto" is 1.2 x the mean
-    # padded crop of the detections around it (the shard's; the CLI's whole run), which is how
-    # the reference's 256 x 340 was derived, for photos that are not 384 x 512.
-    fallback_size: str = "fixed"
-    # Missed photos are detected again with relaxed thresholds; a box is taken only when it
-    # agrees with the same person's detected faces (IoU >= second_pass_min_iou), so a "face"
-    # on a shirt or the background is never cropped.
-    second_pass: bool = False
-    second_pass_thresholds: tuple[float, float, float] = (0.4, 0.5, 0.5)
-    second_pass_min_iou: float = 0.5
+    """See config.params.TABLE for what each knob does."""
+
+    margin_left: int = _default("margin_left")
+    margin_right: int = _default("margin_right")
+    margin_top: int = _default("margin_top")
+    margin_bottom: int = _default("margin_bottom")
+    fallback_width: int = _default("fallback_width")
+    fallback_height: int = _default("fallback_height")
+    output_width: int = _default("output_width")
+    output_height: int = _default("output_height")
+    interpolation: str = _default("interpolation")
+    jpeg_quality: int = _default("jpeg_quality")
+    device: str = _default("device")
+    min_face_size: int = _default("min_face_size")
+    thresholds: tuple[float, float, float] = _default("thresholds")
+    factor: float = _default("factor")
+    select_largest: bool = _default("select_largest")
+    batch_size: int = _default("batch_size")
+    workers: int = _default("workers")
+    engine: str = _default("engine")
+    fallback: str = _default("fallback")
+    fallback_size: str = _default("fallback_size")
+    second_pass: bool = _default("second_pass")
+    second_pass_thresholds: tuple[float, float, float] = _default("second_pass_thresholds")
+    second_pass_min_iou: float = _default("second_pass_min_iou")
 
     @property
     def margins(self) -> tuple[int, int, int, int]:
         return (self.margin_left, self.margin_right, self.margin_top, self.margin_bottom)
 
     def problems(self) -> list[str]:
-        """Each unusable value, with what to set instead."""
-        out = []
-
-        def need(ok: bool, name: str, rule: str) -> None:
-            if not ok:
-                value = getattr(self, name)
-                default = getattr(DEFAULTS, name)
-                out.append(f"{name}={value!r} is invalid: it must be {rule} (default {default!r})")
-
-        for name in ("margin_left", "margin_right", "margin_top", "margin_bottom"):
-            need(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "an integer >= 0")
-        for name in ("fallback_width", "fallback_height", "output_width", "output_height"):
-            need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
-        need(self.interpolation in INTERPOLATIONS, "interpolation", f"one of {', '.join(INTERPOLATIONS)}")
-        need(_is_int(self.jpeg_quality) and 1 <= self.jpeg_quality <= 100, "jpeg_quality", "an integer 1..100")
-        need(
-            isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
-            "device", "auto, cpu, cuda or cuda:N",
-        )
-        need(_is_int(self.min_face_size) and self.min_face_size >= 1, "min_face_size", "an integer >= 1")
-        need(
-            isinstance(self.thresholds, tuple) and len(self.thresholds) == 3
-            and all(_is_num(t) and 0 < t < 1 for t in self.thresholds),
-            "thresholds", "three numbers between 0 and 1 (P-, R-, O-Net)",
-        )
-        need(_is_num(self.factor) and 0.1 <= self.factor <= 0.95, "factor", "a number from 0.1 to 0.95")
-        need(isinstance(self.select_largest, bool), "select_largest", "true or false")
-        need(_is_int(self.batch_size) and 1 <= self.batch_size <= 256, "batch_size", "an integer 1..256")
-        need(_is_int(self.workers) and 0 <= self.workers <= 64, "workers", "an integer 0..64 (0 = auto)")
-        need(self.engine in ENGINES, "engine", f"one of {', '.join(ENGINES)}")
-        need(self.fallback in FALLBACKS, "fallback", f"one of {', '.join(FALLBACKS)}")
-        need(self.fallback_size in FALLBACK_SIZES, "fallback_size", f"one of {', '.join(FALLBACK_SIZES)}")
-        need(isinstance(self.second_pass, bool), "second_pass", "true or false")
-        need(
-            isinstance(self.second_pass_thresholds, tuple) and len(self.second_pass_thresholds) == 3
-            and all(_is_num(t) and 0 < t < 1 for t in self.second_pass_thresholds),
-            "second_pass_thresholds", "three numbers between 0 and 1 (P-, R-, O-Net)",
-        )
-        need(_is_num(self.second_pass_min_iou) and 0 < self.second_pass_min_iou <= 1, "second_pass_min_iou",
-             "a number above 0, at most 1")
-        return out
+        """Each unusable value, with what to set instead (the table's rule and default)."""
+        return [problem for spec in SETTINGS if (problem := spec.problem(getattr(self, spec.name)))]
 
     @property
     def uses_siblings(self) -> bool:
@@ -144,7 +90,7 @@ class Settings:
         if unknown:
             problem = f"unknown {source}: {', '.join(unknown)}; known ones are {', '.join(sorted(known))}"
             raise SettingsError(problem, [problem])
-        kwargs = dict(values)
+        kwargs = {name: PARAMS[name].coerce(value) for name, value in values.items()}
         for name in ("thresholds", "second_pass_thresholds"):
             if isinstance(kwargs.get(name), list):
                 kwargs[name] = tuple(kwargs[name])
@@ -162,14 +108,6 @@ class Settings:
         computed: device and workers), to tell runs with different settings apart."""
         shaping = {k: v for k, v in self.as_dict().items() if k not in ("device", "workers")}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 DEFAULTS = Settings()

@@ -16,8 +16,10 @@ def test_every_problem_is_listed_in_one_error():
         parse({"source_uri": "data/masks", "dest_uri": "s3://x", "min_face_size": -1, "csv_uris": ["s3://data/a.txt"],
                "miss_rate_limits": {"all": 3}, "max_shards": 5000})
     text = str(err.value)
-    for fragment in ("source_uri must look like s3://bucket/prefix", "dest_uri must look like", "min_face_size=-1",
-                     "must name a .csv object", "miss_rate_limits must map class names to rates 0..1", "max_shards must be"):
+    for fragment in ("source_uri='data/masks' is invalid: it must be an s3:// URI such as s3://bucket/prefix",
+                     "dest_uri='s3://x' is invalid", "min_face_size=-1", "entry 's3://data/a.txt' is invalid: it must name a .csv object",
+                     "miss_rate_limits={'all': 3} is invalid: it must be an object mapping class names to rates 0..1",
+                     "max_shards=5000 is invalid: it must be an integer 1..512"):
         assert fragment in text
 
 
