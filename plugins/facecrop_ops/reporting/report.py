@@ -3,13 +3,13 @@
 It shows the per-class table, this run's miss rate per class beside the previous run's, the
 trend over the history (matplotlib charts embedded as PNG), and contact sheets of the crops
 worth a look: every fallback, the least confident detections, every unreadable photo.
-Sheets are capped so the page stays small. Pure: the caller fetches the face thumbnails.
+Sheets are capped so the page stays small. The page is templates/report.html.j2, autoescaped.
+Pure: the caller fetches the face thumbnails.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -90,59 +90,25 @@ def trend_chart(trend: Any) -> str:
     return _png(fig)
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
-h1{font-size:22px}h2{font-size:18px;margin-top:28px}
-table{border-collapse:collapse}td,th{padding:4px 10px;text-align:right;border-bottom:1px solid #ddd}
-td:first-child,th:first-child{text-align:left}tr.all td{font-weight:bold;border-top:2px solid #999}
-.meta td{text-align:left}.sheet{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0;width:%dpx;font-size:10px;word-break:break-all}figure img{width:%dpx;display:block}
-figure.error{border:1px solid #c0392b;padding:4px;width:%dpx}.note{color:#666}
-""" % (THUMB_WIDTH, THUMB_WIDTH, THUMB_WIDTH * 2)
+def _environment() -> Any:
+    """Templates from this package, autoescaped: photo keys, errors and run ids are data from
+    the bucket and the trigger form, never markup."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("facecrop_ops.reporting", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["pct"] = lambda value: "-" if value is None else f"{value:.1%}"
+    env.filters["b64"] = lambda data: base64.b64encode(data).decode()
+    return env
 
 
-def _tile(row: ManifestRow, thumb: bytes | None) -> str:
-    label = html.escape(row.source)
-    if row.status == ERROR:
-        return f'<figure class="error"><figcaption><b>{label}</b><br>{html.escape(row.error)}</figcaption></figure>'
-    caption = (f"p={row.prob:.3f}" if row.prob is not None else "no face") + (f" ({row.method})" if row.status == FALLBACK else "")
-    img = f'<img alt="{label}" src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}">' if thumb else ""
-    return f"<figure>{img}<figcaption>{label}<br>{caption}</figcaption></figure>"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+META_KEYS = ("run_id", "run_after", "logical_date", "source_uri", "dest_uri", "engine", "settings_fingerprint")
 
 
 def render(run: Mapping[str, Any], classes: Mapping[str, Mapping[str, Any]], bar_png: str, trend_png: str | None,
            previous_run: str | None, contact_sheets: Sequence[Sheet], thumbs: Mapping[str, bytes]) -> str:
     """The whole page as one HTML string; every image is an inline data URI. `thumbs` maps a
     photo's source to a JPEG thumbnail of its face."""
-    e = html.escape
-    meta = "".join(f"<tr><td>{e(k)}</td><td>{e(str(run.get(k) or '-'))}</td></tr>"
-                   for k in ("run_id", "run_after", "logical_date", "source_uri", "dest_uri", "engine", "settings_fingerprint"))
-    table = "".join(
-        f'<tr class="{"all" if name == "all" else ""}"><td>{e(name)}</td><td>{m["images"]}</td><td>{m["detected"]}</td>'
-        f'<td>{m["fallback"]}</td><td>{m.get("rescued", 0)}</td><td>{m["errors"]}</td><td>{_pct(m["miss_rate"])}</td>'
-        f'<td>{m.get("reused", 0)}</td></tr>'
-        for name, m in classes.items()
-    )
-    parts = [
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>facecrop report {e(run['run_id'])}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>facecrop: detection misses for run {e(run['run_id'])}</h1><table class=meta>{meta}</table>",
-        "<h2>Per class</h2><p class=note>miss rate = fallback / (detected + fallback), from the first detection pass; rescued: misses cropped from a second pass or a sibling's box; unreadable photos are errors, not misses.</p>",
-        "<table id=per-class><thead><tr><th>class</th><th>images</th><th>detected</th><th>fallback</th><th>rescued</th><th>errors</th>"
-        f"<th>miss rate</th><th>reused</th></tr></thead><tbody>{table}</tbody></table>",
-        f"<h2>Miss rate, this run{' and the previous one (' + e(previous_run) + ')' if previous_run else ''}</h2>",
-        f'<img class=chart alt="miss rate per class" src="{bar_png}">',
-    ]
-    if trend_png:
-        parts.append(f'<h2>Trend over the history</h2><img class=chart alt="miss rate per class over runs" src="{trend_png}">')
-    for sheet in contact_sheets:
-        more = f" ({sheet.more} more not shown; see manifest.csv)" if sheet.more else ""
-        tiles = "".join(_tile(r, thumbs.get(r.source)) for r in sheet.rows) or "<p class=note>none</p>"
-        parts.append(f"<h2>{e(sheet.title)}: {len(sheet.rows) + sheet.more}</h2><p class=note>{e(sheet.note)}{more}</p>"
-                     f"<div class=sheet>{tiles}</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    template = _environment().get_template("report.html.j2")
+    return template.render(run=run, meta_keys=META_KEYS, classes=classes, bar_png=bar_png, trend_png=trend_png,
+                           previous_run=previous_run, sheets=contact_sheets, thumbs=thumbs, thumb_width=THUMB_WIDTH)

@@ -1,5 +1,6 @@
 import base64
 import re
+from html.parser import HTMLParser
 
 import cv2
 import numpy as np
@@ -57,3 +58,31 @@ def test_a_big_run_stays_a_small_page():
     thumbs = {r.source: face for r in rows}
     page = report.render({"run_id": "r"}, {}, report.bar_chart({"all": 0.5}, None), None, None, report.sheets(rows), thumbs)
     assert len(page) < 3_000_000 and "4940 more not shown" in page
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attributes = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes.extend(name for name, _ in attrs)
+
+
+def test_html_in_keys_errors_run_ids_and_class_names_never_reaches_the_page_as_markup():
+    face = cv2.imencode(".jpg", np.full((140, 105, 3), 128, np.uint8))[1].tobytes()
+    evil = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    rows = [ManifestRow(f"train/images/{evil}/mask1.jpg", f"train/faces/{evil}/mask1.jpg", "mask1", "fallback", method="centre"),
+            ManifestRow('train/images/a"onmouseover="alert(3)/normal.jpg', "train/faces/x/normal.jpg", "normal", "detected", prob=0.5),
+            ManifestRow(f"eval/images/{evil}.jpg", "", "unlabeled", "error", error=f"not an image {evil}")]
+    classes = {evil: {"images": 1, "detected": 0, "fallback": 1, "errors": 0, "miss_rate": 1.0}}
+    run = {"run_id": f"manual__{evil}", "source_uri": f"s3://b/{evil}", "engine": evil}
+    page = report.render(run, classes, "data:image/png;base64,AAAA", "data:image/png;base64,BBBB", f"prev{evil}",
+                         report.sheets(rows), {r.source: face for r in rows})
+    parsed = _Tags()
+    parsed.feed(page)
+    assert "script" not in parsed.tags and "onerror" not in parsed.attributes and "onmouseover" not in parsed.attributes
+    # every image on the page is one the template put there: two charts and the two face tiles
+    assert parsed.tags.count("img") == 4
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page and page.count("&lt;script&gt;") >= 7
