@@ -1,8 +1,39 @@
 """facecrop_ops: crop the faces out of a portrait dataset for classifier training.
 
-The library behind the `facecrop_etl` DAG and the `python -m facecrop_ops` CLI. Importing
-the package is cheap: torch, facenet-pytorch and OpenCV load only in the modules that use
-them (detector, mtcnn_fast, imaging, processor).
+The library behind the `facecrop_etl` DAG and the `facecrop` CLI. Importing the package is
+cheap: torch, facenet-pytorch and OpenCV load only in the modules of `vision` that use them.
+
+Module map (layers import downward only; `pyproject.toml` holds the rules, the tests check them):
+
+    cli                    `facecrop crop SRC DST`: the library on a local folder
+    tasks                  the DAG's task bodies: plan, crop_shard, publish, record_metrics
+    s3io                   S3 through an Airflow connection: listing, transfers, refusals
+    vision/
+      processor            photos in, faces and manifest rows out (worker processes, chunks)
+      detector             MTCNN over many photos: device, batching by size, one answer each
+      mtcnn_fast           facenet's detect, exactly, faster (pyramid and crops by integrals)
+      imaging              decode photos, cut, resize and encode faces, thumbnails
+      rescue               where MTCNN missed: a sibling's box, a guarded second pass (pure)
+      geometry             boxes: padding and clamping, the centre box, IoU (pure)
+    reporting/
+      metrics              per-class counts and the miss rate (pure)
+      history              every run's metrics as one table (pure)
+      report               the review page (templates/report.html.j2) and its charts
+      alerts               failure mails through Airflow's SMTP notifier
+      progress             count, rate and ETA lines for long work
+    config/
+      params               every run param once: schema, default, title, section, help
+      run                  the run's params parsed and checked before any data moves
+      crop                 Settings: the knobs of a crop, checked against the table
+      form                 the trigger form, built from the table
+      deployment           FACECROP_* environment settings read at DAG parse time
+    dataset/
+      locations            S3 URIs, images roots, face keys, run folders, published CSV names
+      naming               what a path says: photo or not, class, person folder, face path
+      planning             the listing sorted into photos and CSVs, shards of person folders
+      manifest             one row per photo: what became of it
+      csv_rewrite          a dataset CSV pointed at the faces; rejected rows and why
+      incremental          which photos the last run's faces still serve
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
