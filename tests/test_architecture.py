@@ -5,6 +5,7 @@ what deploys never imports the dev package), ruff, and what the package and imag
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,8 +28,15 @@ def test_ruff_finds_nothing():
 
 
 def test_the_wheel_holds_the_library_its_template_and_the_console_script_and_no_dev_module(tmp_path):
+    """Built from what docker/Dockerfile copies into the image, in a folder of its own (a build
+    in the checkout would leave build/ and egg-info behind)."""
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "plugins/facecrop_ops", src / "plugins/facecrop_ops", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(tmp_path),
-                    str(REPO)], check=True, capture_output=True)
+                    str(src)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("facecrop_ops-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     modules = {n for n in names if n.endswith(".py")}
