@@ -83,6 +83,8 @@ def build_parser(prog: str = "facecrop") -> argparse.ArgumentParser:
                      help="thresholds of the second pass (default 0.4,0.5,0.5)")
     det.add_argument("--second-pass-min-iou", type=float, default=d.second_pass_min_iou, metavar="IOU",
                      help=f"least overlap with the siblings' face box for a second-pass face (default {d.second_pass_min_iou})")
+    crop.add_argument("--max-megapixels", type=int, default=d.max_megapixels, metavar="MP",
+                      help=f"photos whose header claims more are error rows, not decoded (default {d.max_megapixels})")
     crop.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -104,7 +106,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         interpolation=args.interpolation, jpeg_quality=args.jpeg_quality,
         device=args.device, min_face_size=args.min_face_size, thresholds=tuple(args.thresholds),
         factor=args.factor, select_largest=args.select == "largest", engine=args.engine,
-        batch_size=args.batch_size, workers=args.workers,
+        batch_size=args.batch_size, workers=args.workers, max_megapixels=args.max_megapixels,
     ).check("option")
 
 

@@ -154,3 +154,17 @@ def test_a_sibling_run_of_the_cli_writes_the_method_of_every_crop(dataset_dir, t
     assert {r.method for r in rows if r.status == "detected"} == {"mtcnn"}
     assert {r.method for r in rows if r.status == "fallback"} <= {"second_pass", "sibling", "centre"}
     assert all(r.method == "" for r in rows if r.status == "error")
+
+
+def test_a_pixel_bomb_in_the_folder_is_an_error_row_and_the_run_goes_on(dataset_dir, tmp_path):
+    from facecrop_dev import hostile
+
+    bomb = dataset_dir / "train/images/000001_male_White_47/mask2.jpg"
+    bomb.write_bytes(hostile.jpeg_claiming(20000, 15000))
+    out = tmp_path / "out"
+    result = run_cli("crop", str(dataset_dir), str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = read_manifest(out)
+    assert rows["train/images/000001_male_White_47/mask2.jpg"]["error"].startswith("too large to decode: 20000x15000 px")
+    assert sum(r["status"] != "error" for r in rows.values()) == len(rows) - 3  # the bomb, the empty photo, the non-image
+    assert bomb.read_bytes() == hostile.jpeg_claiming(20000, 15000)

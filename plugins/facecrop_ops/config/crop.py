@@ -28,6 +28,9 @@ class SettingsError(ValueError):
         self.problems = problems or [message]
 
 
+NOT_SHAPING = ("device", "workers", "max_megapixels")
+
+
 def _default(name: str) -> Any:
     value = PARAMS[name].default
     return tuple(value) if isinstance(value, list) else value
@@ -60,6 +63,7 @@ class Settings:
     second_pass: bool = _default("second_pass")
     second_pass_thresholds: tuple[float, float, float] = _default("second_pass_thresholds")
     second_pass_min_iou: float = _default("second_pass_min_iou")
+    max_megapixels: int = _default("max_megapixels")
 
     @property
     def margins(self) -> tuple[int, int, int, int]:
@@ -105,8 +109,9 @@ class Settings:
 
     def fingerprint(self) -> str:
         """A short hash of the knobs that shape the faces (not where or how fast they are
-        computed: device and workers), to tell runs with different settings apart."""
-        shaping = {k: v for k, v in self.as_dict().items() if k not in ("device", "workers")}
+        computed: device and workers; nor the bound on a photo's size, whose refusals are
+        tried again), to tell runs with different settings apart."""
+        shaping = {k: v for k, v in self.as_dict().items() if k not in NOT_SHAPING}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
 
 

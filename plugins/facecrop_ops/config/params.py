@@ -28,6 +28,9 @@ INTERPOLATIONS = ("area", "linear", "cubic", "nearest", "lanczos")
 ENGINES = ("fast", "facenet")
 FALLBACKS = ("centre", "sibling")
 FALLBACK_SIZES = ("fixed", "auto")
+# What spreadsheets save CSVs as: UTF-8, Korean Excel (cp949 / EUC-KR), Western Excel (cp1252,
+# latin-1), Japanese and Chinese Excel, and UTF-16.
+CSV_ENCODINGS = ("utf-8", "cp949", "euc-kr", "cp1252", "latin-1", "shift_jis", "gb18030", "utf-16")
 
 BUCKET = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
 S3_URI = rf"s3://{BUCKET}(/.*)?"
@@ -135,6 +138,9 @@ TABLE: tuple[Spec, ...] = (
          RUN, rule="name a .csv object (an s3:// URI or a name under source_uri such as labels/train.csv)"),
     Spec("path_column", {"type": "string", "minLength": 1}, "path", "Path column",
          "The CSV column holding each row's photo path.", RUN),
+    Spec("csv_encoding", _choice(CSV_ENCODINGS), "utf-8", "CSV encoding",
+         "How the CSVs' text is encoded (cp949: Korean Excel; cp1252: Western Excel). Published CSVs keep it, and a "
+         "UTF-8 byte-order mark when the source had one.", RUN),
     Spec("aws_conn_id", {"type": "string", "minLength": 1}, "aws_default", "AWS connection",
          "Airflow connection with the credentials (and endpoint_url for MinIO or a local S3).", RUN),
     # Crop geometry. The extra 60 px on top keeps the hair, which helps tell gender and age.
@@ -185,6 +191,12 @@ TABLE: tuple[Spec, ...] = (
          "Detection processes on the CPU (one torch thread each); 0: one per core, at most 8. A GPU uses one.",
          rule="an integer 0..64 (0 = auto)", setting=True, form=False),
     # Sharding and checks
+    # A photo's header is read before it is decoded: one claiming more pixels becomes an error
+    # row ("pixel bomb": a few KB claiming 60000 x 60000). Not face-shaping (not in the
+    # settings fingerprint): photos refused by it are tried again by the next run.
+    Spec("max_megapixels", _integer(1, 1000), 50, "Largest photo (megapixels)",
+         "Photos whose header claims more pixels are recorded as errors instead of decoded (a decompression bomb "
+         "would take a worker's memory).", SCALE, setting=True),
     Spec("photos_per_shard", _integer(1), 500, "Photos per shard",
          "Person folders are packed into shards of about this many photos.", SCALE),
     Spec("max_shards", _integer(1, MAX_SHARDS_LIMIT), 256, "Most shards",

@@ -19,9 +19,10 @@ from facecrop_ops.dataset.naming import person_folder
 INDEX = "_facecrop/index.json"  # under dest_uri
 
 
-# Error rows a later run tries again: the photo was gone, could not be read or detection
-# failed on it; an unreadable or too small photo stays so while its ETag does.
-_PASSING_ERRORS = ("photo not found", "cannot read", "detection failed")
+# Error rows a later run tries again: the photo was gone, could not be read, detection failed
+# on it, or it was over max_megapixels (which the next run may have raised); an unreadable or
+# too small photo stays so while its ETag does.
+_PASSING_ERRORS = ("photo not found", "cannot read", "detection failed", "too large to decode")
 
 
 @dataclass(frozen=True)

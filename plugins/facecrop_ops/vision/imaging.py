@@ -9,6 +9,7 @@ that would stop the batch.
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import PurePosixPath
 
 import cv2
@@ -47,11 +48,21 @@ def _format_of(data: bytes) -> str | None:
     return None
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """Photo file bytes -> (H, W, 3) uint8 RGB."""
+def decode_rgb(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """Photo file bytes -> (H, W, 3) uint8 RGB. A photo whose header claims more than
+    `max_pixels` is refused before decoding: a few KB can claim 60000 x 60000 (a "pixel bomb")
+    and decoding would allocate gigabytes."""
     if not data:
         raise BadPhoto("empty file (0 bytes)")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if max_pixels:
+        size = header_size(data)
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise BadPhoto(f"too large to decode: {size[0]}x{size[1]} px is {size[0] * size[1] / 1e6:.0f} megapixels, over "
+                           f"max_megapixels {max_pixels / 1e6:g}: raise max_megapixels to crop it")
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV's own bound (2^30 pixels) and other refusals of the header
+        raise BadPhoto(f"cannot decode: {str(exc).splitlines()[-1].split(': ', 1)[-1][:120]}") from None
     if bgr is None:
         fmt = _format_of(data)
         if fmt is None:
@@ -89,18 +100,37 @@ def thumbnail(data: bytes, width: int, quality: int = 80) -> bytes:
     return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
 
 
-def pixel_count(source: bytes | str | None) -> int:
-    """Width x height read from a photo's header (bytes or a file path), without decoding it;
-    0 when unknown (unreadable photos are cheap to hold)."""
+_BOMB_CHECK = threading.Lock()
+
+
+def header_size(source: bytes | str | None) -> tuple[int, int] | None:
+    """(width, height) read from a photo's header (bytes or a file path), without decoding it;
+    None when the header is unreadable (decoding will say why)."""
     from PIL import Image
 
     if not source:
-        return 0
-    try:
+        return None
+
+    def read() -> tuple[int, int]:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            width, height = im.size
+            return im.size
+
+    try:
+        return read()
     except Image.DecompressionBombError:
-        return 10**12  # more than any bound: held alone
+        # PIL refuses to open what it calls a bomb; only its size is wanted here, so open it
+        # again without PIL's limit (nothing is decoded).
+        with _BOMB_CHECK:
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return read()
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
     except Exception:  # noqa: BLE001 - not an image (decoding will say why)
-        return 0
-    return width * height
+        return None
+
+
+def pixel_count(source: bytes | str | None) -> int:
+    """Width x height from the header; 0 when unknown (unreadable photos are cheap to hold)."""
+    size = header_size(source)
+    return 0 if size is None else size[0] * size[1]

@@ -422,7 +422,7 @@ def _finish_centre(result: CropResult, photo: Photo, sized: Settings, reread: Ca
 def _decode(photo: Photo, read: Callable[[], bytes], settings: Settings) -> _Decoded:
     """Its pixels, or the reason it has none (unreadable, too small to detect a face in)."""
     try:
-        rgb = decode_rgb(read())
+        rgb = decode_rgb(read(), settings.max_megapixels * 1_000_000)
     except BadPhoto as exc:
         return _Decoded(photo, None, str(exc))
     except OSError as exc:

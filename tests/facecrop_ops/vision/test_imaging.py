@@ -94,3 +94,29 @@ def test_face_is_cut_resized_and_encoded_by_its_name(rgb):
     assert jpg[:3] == b"\xff\xd8\xff" and png[:4] == b"\x89PNG"
     assert np.array_equal(decode_rgb(png), face)
     assert np.abs(decode_rgb(jpg).astype(int) - face).mean() < 2
+
+
+_DECODE_BOMBS = """
+from facecrop_dev import hostile
+from facecrop_ops.vision.imaging import BadPhoto, decode_rgb
+for data in (hostile.jpeg_claiming(60000, 60000), hostile.jpeg_claiming(20000, 15000), hostile.png_claiming(30000, 30000)):
+    try:
+        decode_rgb(data, 50_000_000)
+    except BadPhoto as exc:
+        print(exc)
+print(next(int(line.split()[1]) // 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")))
+"""
+
+
+def test_a_photo_whose_header_claims_too_many_pixels_is_refused_before_decoding():
+    import subprocess
+    import sys
+
+    from facecrop_dev import hostile
+
+    out = subprocess.run([sys.executable, "-c", _DECODE_BOMBS], capture_output=True, text=True, check=True).stdout.splitlines()
+    for line, size in zip(out, ("60000x60000", "20000x15000", "30000x30000")):
+        assert line.startswith(f"too large to decode: {size} px") and line.endswith("over max_megapixels 50: raise max_megapixels to crop it")
+    assert int(out[-1]) < 400  # MB of the whole process: nothing was allocated for the pixels (decoding 20000x15000 took 1.8 GB)
+    with pytest.raises(BadPhoto, match="cannot decode"):  # no bound given: OpenCV's own refusal is still a BadPhoto
+        decode_rgb(hostile.jpeg_claiming(60000, 60000))
