@@ -9,6 +9,7 @@ client's connection pool.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,8 +30,19 @@ class StorageError(RuntimeError):
 
 
 def client_for(aws_conn_id: str, threads: int) -> Any:
+    """A boto3 S3 client on the Airflow connection. A connection id that names no connection is
+    refused: the Amazon provider would silently fall back to boto3's default credentials (a
+    worker's IAM role), reaching buckets with a role nobody chose."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    try:
+        BaseHook.get_connection(aws_conn_id)
+    except AirflowNotFoundException:
+        raise StorageError(f"aws_conn_id {aws_conn_id!r} names no Airflow connection: create it (Admin > Connections, "
+                           "type aws; with no login it uses the workers' IAM role) or set aws_conn_id to one that "
+                           "exists") from None
     hook = S3Hook(aws_conn_id=aws_conn_id, config={"max_pool_connections": threads, "retries": {"max_attempts": 5, "mode": "standard"}})
     return hook.get_conn()
 
@@ -66,10 +78,16 @@ class S3Object(NamedTuple):
     size: int
 
 
+# Pauses before the downloads that failed are tried again (after boto3's own attempts); the
+# DAG's tasks take FACECROP_S3_RETRY_DELAYS.
+RETRY_DELAYS = (2.0, 10.0, 30.0)
+
+
 class S3Store:
-    def __init__(self, client: Any, threads: int = 16) -> None:
+    def __init__(self, client: Any, threads: int = 16, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         self.client = client
         self.threads = threads
+        self.retry_delays = retry_delays
 
     def objects(self, loc: S3Location, what: str = "the URI") -> list[S3Object]:
         """Every object under the location, with its ETag and size."""
@@ -104,13 +122,24 @@ class S3Store:
                     return b""
                 raise
 
-    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> str:
+    def put(self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> str:
         """Upload; returns the new object's ETag."""
+        extra = {"Metadata": metadata} if metadata else {}
         with _refusals_are_final(bucket, "dest_uri"):
-            return self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)["ETag"].strip('"')
+            return self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, **extra)["ETag"].strip('"')
 
     def put_text(self, bucket: str, key: str, text: str, content_type: str = "text/csv") -> None:
         self.put(bucket, key, text.encode(), content_type)
+
+    def metadata(self, bucket: str, key: str) -> dict[str, str] | None:
+        """The object's user metadata (x-amz-meta-*), or None when there is no such object."""
+        with _refusals_are_final(bucket, "dest_uri"):
+            try:
+                return self.client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+            except Exception as exc:
+                if _code(exc) in NOT_FOUND:
+                    return None
+                raise
 
     def delete_many(self, bucket: str, keys: list[str]) -> None:
         """Delete objects, a thousand per request (S3's most)."""
@@ -128,24 +157,59 @@ class S3Store:
     def _window(self) -> int:
         return self.threads * 2
 
-    def get_many(self, bucket: str, keys: Iterable[str], on_done: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes | None]]:
-        """Download concurrently, in input order: (key, bytes), or (key, None) for an object
-        that is gone. At most a window of downloads is held at once, so memory does not grow
-        with the number of keys. Any other failure raises (the task is retried)."""
+    def get_many(
+        self, bucket: str, keys: Iterable[str], on_done: Callable[[int], None] | None = None,
+        failed: list[tuple[str, Exception]] | None = None,
+    ) -> Iterator[tuple[str, bytes | None]]:
+        """Download concurrently, in input order (keys tried again come last): (key, bytes), or
+        (key, None) for an object that is gone. At most a window of downloads is held at once, so memory does not grow
+        with the number of keys. Refusals (no bucket, access denied) raise at once.
 
-        def fetch(key: str) -> bytes | None:
-            return self.get_if_exists(bucket, key)
+        Given `failed`, a key S3 keeps failing after boto3's own attempts (throttling, 5xx, a
+        dropped connection) does not end the stream: it is set aside and tried again after
+        the others, `retry_delays` apart (a throttled prefix recovers in seconds to minutes);
+        what still fails then is appended to `failed` and not yielded. Without it the first
+        such failure raises, as a task's retry would redo everything anyway."""
 
+        def fetch(key: str) -> bytes | None | Exception:
+            try:
+                return self.get_if_exists(bucket, key)
+            except StorageError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - transient after boto3's retries: set aside
+                if failed is None:
+                    raise
+                return exc
+
+        later: dict[str, Exception] = {}
+        for round_, delay in enumerate((0.0, *self.retry_delays)):
+            if round_:
+                if not later:
+                    break
+                log.warning("%d download(s) failed after boto3's retries (e.g. %s: %s); trying them again in %.0f s",
+                            len(later), next(iter(later)), next(iter(later.values())), delay)
+                time.sleep(delay)
+            todo, later = (keys if round_ == 0 else list(later)), {}
+            for key, result in self._fetch_window(fetch, todo):
+                if isinstance(result, Exception):
+                    later[key] = result
+                    continue
+                if on_done:
+                    on_done(1)
+                yield key, result
+        if later:
+            assert failed is not None
+            failed.extend(later.items())
+
+    def _fetch_window(self, fetch: Callable[[str], Any], keys: Iterable[str]) -> Iterator[tuple[str, Any]]:
         with ThreadPoolExecutor(self.threads, thread_name_prefix="s3-get") as pool:
             todo = iter(keys)
             pending = deque((key, pool.submit(fetch, key)) for key in islice(todo, self._window()))
             while pending:
                 key, future = pending.popleft()
-                data = future.result()
+                result = future.result()
                 pending.extend((k, pool.submit(fetch, k)) for k in islice(todo, 1))
-                if on_done:
-                    on_done(1)
-                yield key, data
+                yield key, result
 
     def put_many(self, bucket: str, items: Iterable[tuple[str, bytes, str]]) -> dict[str, str]:
         """Upload (key, bytes, content type) items concurrently, a window at a time, as `items`

@@ -26,8 +26,10 @@ from typing import Any
 from facecrop_ops.config.run import ParamsError, RunParams, parse
 from facecrop_ops.dataset import csv_rewrite, incremental, manifest
 from facecrop_ops.dataset.locations import (
+    REFUSED,
     REPORTS_DIR,
     S3Location,
+    face_key_problem,
     face_rel,
     parse_s3_uri,
     published_csv_name,
@@ -35,7 +37,7 @@ from facecrop_ops.dataset.locations import (
     split_images_root,
 )
 from facecrop_ops.dataset.manifest import ERROR, ManifestRow
-from facecrop_ops.dataset.naming import content_type, photo_class
+from facecrop_ops.dataset.naming import content_type, person_folder, photo_class
 from facecrop_ops.dataset.planning import classify, make_shards
 from facecrop_ops.reporting import metrics
 from facecrop_ops.reporting.progress import Progress, format_duration
@@ -72,7 +74,7 @@ def open_store(params: Mapping[str, Any]) -> S3Store:
     from facecrop_ops.config import deployment
 
     threads = deployment.TRANSFER_THREADS
-    return S3Store(client_for(params.get("aws_conn_id") or "aws_default", threads), threads)
+    return S3Store(client_for(params.get("aws_conn_id") or "aws_default", threads), threads, deployment.S3_RETRY_DELAYS)
 
 
 def _shard_key(rd: S3Location, plan_id: str, index: int, suffix: str) -> str:
@@ -95,38 +97,60 @@ def _csv_object(uri_or_name: str, source: S3Location) -> tuple[str, str]:
     return loc.bucket, loc.prefix.rstrip("/")
 
 
-def _check_csvs(csv_uris: list[str], rp: RunParams, store: S3Store) -> None:
-    """Each CSV exists, is not empty, has the path column, and publishes to a name of its own."""
+PUBLISHED_BY = "facecrop-run"  # user metadata (x-amz-meta-facecrop-run) on every CSV this pipeline publishes
+
+
+def _check_csvs(csv_uris: list[str], rp: RunParams, store: S3Store, index: Mapping[str, Any] | None) -> None:
+    """Each CSV exists, is text in csv_encoding with one path column, and publishes to a name
+    of its own where no object of someone else's lies: a published CSV never overwrites an
+    object this pipeline did not write."""
     published: dict[str, str] = {}
     for uri in csv_uris:
         bucket, key = _csv_object(uri, rp.source)
-        head = store.get_if_exists(bucket, key, first_bytes=4096)
-        if head is None:
+        data = store.get_if_exists(bucket, key)
+        if data is None:
             raise RunError(f"CSV {uri} does not exist: fix csv_uris (or leave it empty for every *.csv under source_uri)")
-        if not head.strip():
+        if not data.strip():
             raise RunError(f"CSV {uri} is empty (0 bytes): fix the file, or list the CSVs to rewrite in csv_uris")
-        csv_rewrite.check_path_column(csv_rewrite.header_of(head.decode("utf-8", "replace")), rp.path_column, uri)
+        text, _ = csv_rewrite.decode(data, rp.csv_encoding, uri)
+        csv_rewrite.check_path_column(csv_rewrite.header_of(text), rp.path_column, uri)
         name = published_csv_name(key.rsplit("/", 1)[-1])
         if name in published:
             raise RunError(f"CSVs {published[name]} and {uri} would both be published as {rp.dest.key_uri(name)}: "
                            "rewrite them in separate runs (csv_uris) or rename one")
         published[name] = uri
+        meta = store.metadata(rp.dest.bucket, rp.dest.key(name))
+        # Versions before the mark published without it: a destination with an index of that
+        # format holds only their CSVs under these names.
+        legacy = index is not None and "format" not in index
+        if meta is not None and PUBLISHED_BY not in meta and not legacy:
+            raise RunError(f"{rp.dest.key_uri(name)} exists and was not published by facecrop, so rewriting {uri} would "
+                           "overwrite it: move that object away, or choose another dest_uri")
 
 
 def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[str, Any]]:
-    """Check params, list the dataset, check the CSVs, decide which photos the last run's
-    faces still serve, write the shard lists of the others; return one small dict per shard
-    for the mapped detect task (none when nothing changed)."""
+    """Check params, list the dataset, check the CSVs, refuse photos whose face could not be
+    written safely, decide which photos the last run's faces still serve, write the shard
+    lists of the others; return one small dict per shard for the mapped detect task (none
+    when nothing changed)."""
     rp = parse(params)
     etags = {rp.source.rel(o.key): o.etag for o in store.objects(rp.source, "source_uri")}
     listing = classify(etags)
     if not listing.photos:
         raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
+    classes = {photo_class(k) for k in listing.photos} | {metrics.ALL}
+    unknown = sorted(set(rp.miss_rate_limits) - classes)
+    if unknown:
+        raise ParamsError(f"bad params: miss_rate_limits names {', '.join(map(repr, unknown))}, no class of this dataset "
+                          f"(its classes: {', '.join(sorted(classes))})")
     csv_uris = list(rp.csv_uris) or [rp.source.key_uri(name) for name in listing.csvs]
-    _check_csvs(csv_uris, rp, store)
-    index_run, previous, faces, reuse = _index(rp, listing.images_roots, store)
-    decision = incremental.decide({k: etags[k] for k in listing.photos}, previous, faces, reuse=reuse,
-                                  whole_folders=rp.settings.uses_siblings)
+    pointer = store.get_if_exists(rp.dest.bucket, rp.dest.key(incremental.INDEX))
+    index_doc = None if pointer is None else json.loads(pointer)
+    _check_csvs(csv_uris, rp, store, index_doc)
+    refused = {k: reason for k in listing.photos if (reason := face_key_problem(k, rp.dest))}
+    photos = {k: etags[k] for k in listing.photos if k not in refused}
+    index_run, previous, faces, reuse = _index(rp, index_doc, listing.images_roots, store)
+    decision = incremental.decide(photos, previous, faces, reuse=reuse, whole_folders=rp.settings.uses_siblings)
     shards = make_shards(decision.todo, rp.photos_per_shard, rp.max_shards,
                          whole_folders=rp.settings.uses_siblings) if decision.todo else []
     plan_id = _plan_id(rp, shards, etags)
@@ -136,11 +160,13 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
                        json.dumps({"photos": keys, "etags": [etags[k] for k in keys]}), "application/json")
     store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv"), manifest.dumps(decision.reused))
     store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv"), manifest.dumps(decision.gone))
+    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/refused.csv"), manifest.dumps(
+        ManifestRow(k, "", photo_class(k), ERROR, error=reason, etag=etags[k]) for k, reason in refused.items()))
     plan_doc = {
         "run_id": run_id, "plan_id": plan_id, "source_uri": rp.source.uri, "dest_uri": rp.dest.uri, "csv_uris": csv_uris,
         "images_roots": listing.images_roots, "photos": len(listing.photos), "shards": len(shards),
         "to_crop": len(decision.todo), "reused": len(decision.reused), "gone": len(decision.gone), "index_run": index_run,
-        "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
+        "refused": len(refused), "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
         "settings": rp.settings.as_dict(),
     }
     store.put_text(rd.bucket, rd.key("plan.json"), json.dumps(plan_doc, indent=2), "application/json")
@@ -151,19 +177,20 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
     for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos)):
         if keys:
             log.warning("skipping %d %s(s), e.g. %s", len(keys), what, keys[0])
+    for key, reason in list(refused.items())[:10]:
+        log.warning("refusing %s: %s", rp.source.key_uri(key), reason[len(REFUSED):])
     log.info("run reports: %s", rd.uri)
     return [{"shard": i, "photos": len(keys), "plan": plan_id} for i, keys in enumerate(shards)]
 
 
-def _index(rp: RunParams, images_roots: list[str], store: S3Store) -> tuple[str | None, list[ManifestRow] | None, dict[str, str], bool]:
+def _index(rp: RunParams, doc: Mapping[str, Any] | None, images_roots: list[str], store: S3Store,
+           ) -> tuple[str | None, list[ManifestRow] | None, dict[str, str], bool]:
     """(the run the index points at, its manifest rows, the faces in dest with their ETags,
     whether its faces may be reused): reuse needs the same source, the same face-shaping
     settings, no full recrop, and centre boxes not sized by the run's own detections
     (fallback_size auto). Its rows serve even without reuse, to find the photos deleted
     since. The run id is returned whenever there is an index, so publish can tell whether
     another run moved it on meanwhile."""
-    pointer = store.get_if_exists(rp.dest.bucket, rp.dest.key(incremental.INDEX))
-    doc = None if pointer is None else json.loads(pointer)
     last = None if doc is None or doc["source_uri"] != rp.source.uri else store.get_if_exists(rp.dest.bucket, doc["manifest"])
     if last is None:
         return None if doc is None else doc["run_id"], None, {}, False
@@ -183,7 +210,13 @@ def crop_shard(
     """Pull a shard's photos, crop them, upload the faces, then write the shard manifest.
     Downloads, detection and uploads stream through a bounded window, so a task's memory
     does not grow with its shard. The manifest is written last: a retry that finds it has
-    nothing left to do; one that does not redoes the shard and writes the same objects."""
+    nothing left to do.
+
+    A photo S3 keeps failing (throttling, 5xx, dropped connections past boto3's attempts)
+    does not stop the others: it is tried again after them, with pauses. If some still fail,
+    the rows finished so far are kept in a partial manifest and the try fails; the next try
+    fetches only what is missing (whole person folders when crops depend on siblings, the
+    whole shard when the centre box is sized from the shard's detections)."""
     # Imported here: they load OpenCV and torch, which only this task needs.
     from facecrop_ops.vision.detector import resolve_device
     from facecrop_ops.vision.imaging import BadPhoto
@@ -200,6 +233,12 @@ def crop_shard(
         return _summary(index, rows)
     listed = json.loads(store.get(rd.bucket, _shard_key(rd, plan_id, index, ".json")))
     keys, etags = listed["photos"], dict(zip(listed["photos"], listed["etags"]))
+    partial_key = _shard_key(rd, plan_id, index, ".partial.csv")
+    earlier = store.get_if_exists(rd.bucket, partial_key)
+    kept = [] if earlier is None or rp.settings.fallback_size == "auto" else manifest.loads(earlier.decode())
+    if kept:
+        keys = [k for k in keys if k not in {r.source for r in kept}]
+        log.info("shard %d: %d photos were finished by an earlier try; %d left", index, len(kept), len(keys))
 
     settings = replace(rp.settings, workers=workers)
     device = resolve_device(settings.device)
@@ -209,10 +248,15 @@ def crop_shard(
     pulled = Progress(len(keys), lambda line: log.info("pull: %s", line))
     cropped = Progress(len(keys), lambda line: log.info("crop: %s", line))
     rows: list[ManifestRow] = []
+    failed: list[tuple[str, Exception]] = []
+
+    def downloads() -> Iterator[tuple[str, bytes | None]]:
+        for key, data in store.get_many(rp.source.bucket, (rp.source.key(k) for k in keys), pulled.advance, failed):
+            yield rp.source.rel(key), data
 
     def photos() -> Iterator[Photo]:
-        for key, data in store.get_many(rp.source.bucket, (rp.source.key(k) for k in keys), pulled.advance):
-            rel = rp.source.rel(key)
+        pulled_in = _whole_folders(downloads(), keys) if settings.uses_siblings else downloads()
+        for rel, data in pulled_in:
             if data is None:
                 rows.append(ManifestRow(rel, "", photo_class(rel), ERROR, error=GONE, etag=etags[rel]))
                 cropped.advance(1)
@@ -234,12 +278,40 @@ def crop_shard(
         return data
 
     uploaded = store.put_many(rp.dest.bucket, faces())
-    rows = [replace(r, face_etag=uploaded[rp.dest.key(r.output)]) if r.output else r for r in rows]
+    rows = kept + [replace(r, face_etag=uploaded[rp.dest.key(r.output)]) if r.output else r for r in rows]
+    if failed:
+        missing = {rp.source.rel(key) for key, _ in failed}
+        if settings.uses_siblings:  # their siblings were cropped without them: redo the folders
+            folders = {person_folder(k) for k in missing} - {None}
+            rows = [r for r in rows if person_folder(r.source) not in folders]
+        store.put_text(rd.bucket, partial_key, manifest.dumps(rows))
+        key, error = failed[0]
+        raise RuntimeError(f"shard {index}: {len(failed)} photo(s) could not be downloaded after every retry, e.g. "
+                           f"s3://{rp.source.bucket}/{key}: {error}. {len(rows)} photo(s) are done and kept; the "
+                           "task's next try downloads only the rest")
     store.put_text(rd.bucket, done_key, manifest.dumps(rows))
     summary = _summary(index, rows)
     log.info("shard %d: %d photos, %d faces uploaded to %s, %d detected, %d fallback, %d errors",
-             index, summary["photos"], len(uploaded), rp.dest.uri, summary["detected"], summary["fallback"], summary["errors"])
+             index, summary["photos"], len(uploaded) + sum(bool(r.output) for r in kept), rp.dest.uri, summary["detected"],
+             summary["fallback"], summary["errors"])
     return summary
+
+
+def _whole_folders(pulled: Iterator[tuple[str, bytes | None]], keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+    """Downloads regrouped so a person folder's photos come together, as the crops of a folder
+    depend on each other: a folder whose photo S3 answered late waits for it."""
+    expected: dict[str | None, int] = {}
+    for key in keys:
+        expected[person_folder(key)] = expected.get(person_folder(key), 0) + 1
+    waiting: dict[str, list[tuple[str, bytes | None]]] = {}
+    for rel, data in pulled:
+        folder = person_folder(rel)
+        if folder is None:
+            yield rel, data
+            continue
+        waiting.setdefault(folder, []).append((rel, data))
+        if len(waiting[folder]) == expected[folder]:
+            yield from sorted(waiting.pop(folder))
 
 
 def _device_name(device: str) -> str:
@@ -269,6 +341,8 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
         raise RunError(f"{rp.dest.uri} moved on to run {current} after this run was planned: its reused faces and "
                        "deletions may no longer hold. Clear the whole run (every task) so it plans again")
     rows = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv")).decode())
+    refused = store.get_if_exists(rd.bucket, rd.key(f"shards/{plan_id}/refused.csv"))  # none in plans of older versions
+    rows.extend(manifest.loads(refused.decode()) if refused else [])
     for index in range(plan_doc["shards"]):
         key = _shard_key(rd, plan_id, index, ".manifest.csv")
         shard_manifest = store.get_if_exists(rd.bucket, key)
@@ -278,35 +352,53 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
     store.put_text(rd.bucket, rd.key("manifest.csv"), manifest.dumps(rows))
     by_source = {r.source: r for r in rows}
     rates = {k: v.miss_rate for k, v in metrics.per_class(rows).items()}
-    published, rejects = [], []
+    # Every CSV is rewritten before any is written: one that cannot be never leaves the others
+    # published from this run and itself from the last.
+    rewritten, rejects = [], []
     for uri in plan_doc["csv_uris"]:
         bucket, key = _csv_object(uri, rp.source)
-        result = csv_rewrite.rewrite(
-            store.get(bucket, key).decode("utf-8"), csv_name=uri, path_column=rp.path_column,
-            photos=by_source, images_roots=plan_doc["images_roots"], source=rp.source, dest=rp.dest,
-        )
+        text, bom = csv_rewrite.decode(store.get(bucket, key), rp.csv_encoding, uri)
+        result = csv_rewrite.rewrite(text, csv_name=uri, path_column=rp.path_column, photos=by_source,
+                                     images_roots=plan_doc["images_roots"], source=rp.source, dest=rp.dest)
         out_name = published_csv_name(key.rsplit("/", 1)[-1])
-        out_uri = rp.dest.key_uri(out_name)
-        store.put_text(rp.dest.bucket, rp.dest.key(out_name), result.text)
+        rewritten.append((uri, out_name, csv_rewrite.encode(result.text, rp.csv_encoding, bom, uri), result))
         rejects.extend(result.rejects)
-        published.append({"uri": out_uri, "source": uri, "rows": result.kept, "rejected": len(result.rejects)})
-        log.info("published %s: %d rows, %d rejected", out_uri, result.kept, len(result.rejects))
+    published = []
+    for uri, out_name, data, result in rewritten:
+        store.put(rp.dest.bucket, rp.dest.key(out_name), data, f"text/csv; charset={rp.csv_encoding}", {PUBLISHED_BY: run_id})
+        published.append({"uri": rp.dest.key_uri(out_name), "source": uri, "rows": result.kept, "rejected": len(result.rejects)})
+        log.info("published %s: %d rows, %d rejected", rp.dest.key_uri(out_name), result.kept, len(result.rejects))
     store.put_text(rd.bucket, rd.key("rejects.csv"), csv_rewrite.rejects_csv(rejects))
     for r in rejects[:10]:
         log.warning("rejected %s line %d (%s): %s", r.csv, r.line, r.path, r.reason)
     gone = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv")).decode())
-    # Faces this pipeline may have written that no published row points at any more: photos
-    # deleted from the bucket, and photos that became unreadable.
-    outputs = {r.output for r in rows}
-    stale = sorted({face_rel(*split) for r in (*gone, *(r for r in rows if r.status == ERROR))
-                    if (split := split_images_root(r.source))} - outputs)
-    store.delete_many(rp.dest.bucket, [rp.dest.key(k) for k in stale])
-    if stale:
-        log.info("removed %d face(s) of photos deleted since the last run, e.g. %s", len(stale), rp.dest.key_uri(stale[0]))
-    index = {"run_id": run_id, "manifest": rd.key("manifest.csv"), "source_uri": rp.source.uri,
+    _remove_stale_faces(rp, plan_doc["images_roots"], rows, gone, store)
+    index = {"format": 2, "run_id": run_id, "manifest": rd.key("manifest.csv"), "source_uri": rp.source.uri,
              "settings_fingerprint": rp.settings.fingerprint()}
     store.put_text(rp.dest.bucket, rp.dest.key(incremental.INDEX), json.dumps(index, indent=2), "application/json")
     return {"csvs": published, "miss_rate": rates, "photos": len(rows), "reports": rd.uri, "report": rd.key_uri(REPORT)}
+
+
+def _remove_stale_faces(rp: RunParams, images_roots: list[str], rows: list[ManifestRow], gone: list[ManifestRow],
+                        store: S3Store) -> None:
+    """Remove the faces no published row points at any more: those of photos deleted from the
+    bucket and of photos that became unreadable. Only faces that exist are counted, and a key
+    that is a photo of the dataset (under one of its images folders) is never removed."""
+    outputs = {r.output for r in rows}
+    wanted = {face_rel(*split) for r in (*gone, *(r for r in rows if r.status == ERROR))
+              if not r.error.startswith(REFUSED) and (split := split_images_root(r.source))} - outputs
+    wanted = {k for k in wanted if not _is_a_photo(rp.dest.key(k), rp)}
+    existing = {rp.dest.rel(o.key) for root in images_roots for o in store.objects(rp.dest.child(face_rel(root, "")), "dest_uri")}
+    stale = sorted(wanted & existing)
+    store.delete_many(rp.dest.bucket, [rp.dest.key(k) for k in stale])
+    if stale:
+        log.info("removed %d face(s) of photos deleted or now unreadable, e.g. %s", len(stale), rp.dest.key_uri(stale[0]))
+
+
+def _is_a_photo(key: str, rp: RunParams) -> bool:
+    """Whether a key of the destination bucket lies under an images folder of the dataset."""
+    return (rp.dest.bucket == rp.source.bucket and key.startswith(rp.source.prefix)
+            and split_images_root(rp.source.rel(key)) is not None)
 
 
 def record_metrics(

@@ -254,13 +254,30 @@ class Flaky:
         return getattr(self.client, name)
 
 
-def test_a_throttled_download_fails_the_task_for_a_retry_instead_of_recording_errors(store, bucket, s3):
-    from botocore.exceptions import ClientError
+class PhotosThrottled:
+    """An S3 client whose photo downloads answer 503 SlowDown (after boto3's retries gave up)."""
 
+    def __init__(self, client):
+        self.client = client
+
+    def __getattr__(self, name):
+        real = getattr(self.client, name)
+
+        def get_object(**kwargs):
+            from botocore.exceptions import ClientError
+
+            if "/images/" in kwargs["Key"]:
+                raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, name)
+            return real(**kwargs)
+        return get_object if name == "get_object" else real
+
+
+def test_a_throttled_download_fails_the_task_for_a_retry_instead_of_recording_errors(store, bucket, s3):
     p = params(bucket, photos_per_shard=100)
     (ref,) = tasks.plan(p, RUN, store)
-    with pytest.raises(ClientError, match="SlowDown"):
-        tasks.crop_shard(p, RUN, ref, S3Store(Flaky(s3.client(), "get_object"), threads=4), workers=1)
+    photos_throttled = PhotosThrottled(s3.client())
+    with pytest.raises(RuntimeError, match="25 photo.s. could not be downloaded after every retry.*SlowDown"):
+        tasks.crop_shard(p, RUN, ref, S3Store(photos_throttled, threads=4, retry_delays=(0.1,)), workers=1)
     assert not store.get_if_exists(bucket, RUN_DIR + f"shards/{ref['plan']}/00000.manifest.csv")  # not done: retried
 
 

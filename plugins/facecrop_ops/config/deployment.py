@@ -38,6 +38,11 @@ CPU_WORKERS: int = int(os.environ.get("FACECROP_CPU_WORKERS", "0"))
 # Concurrent S3 transfers per task.
 TRANSFER_THREADS: int = int(os.environ.get("FACECROP_TRANSFER_THREADS", "16"))
 
+# Seconds between the rounds in which a detect task tries again the photos S3 kept failing
+# (after boto3's own 5 attempts): S3 throttles a busy prefix for seconds to minutes. What still
+# fails then fails the try, and the task's retry fetches only those photos.
+S3_RETRY_DELAYS: tuple[float, ...] = tuple(float(s) for s in os.environ.get("FACECROP_S3_RETRY_DELAYS", "2,10,30").split(",") if s.strip())
+
 # Airflow 3.3 does not flag tasks whose pool is missing: they wait in "scheduled" forever.
 # A watcher fails a try, naming the fix, each time no shard has started for this long more;
 # it retries until a shard starts (then the run goes on by itself) or the run times out.

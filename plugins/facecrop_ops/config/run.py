@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facecrop_ops.config.crop import Settings
-from facecrop_ops.config.params import FORM_PARAMS
+from facecrop_ops.config.params import FORM_PARAMS, closest
 from facecrop_ops.dataset.locations import S3Location, parse_s3_uri
 
 
@@ -31,12 +31,17 @@ class RunParams:
     settings: Settings
     miss_rate_limits: dict[str, float] = field(default_factory=dict)
     full_recrop: bool = False  # crop every photo again, ignoring the last run's faces
+    csv_encoding: str = "utf-8"  # of the CSVs read, and of those published
 
 
 def parse(params: Mapping[str, Any]) -> RunParams:
     """Every value is judged by its param's JSON schema in config.params, as the trigger form
     judges it; a param left out (or null where the form allows it) takes its default."""
     problems, values = [], {}
+    known = [spec.name for spec in FORM_PARAMS]
+    for name in sorted(set(params) - set(known)):
+        problems.append(f"unknown param {name!r}{closest(name, known)}: it would be ignored; the trigger form lists "
+                        "every param")
     for spec in FORM_PARAMS:
         value = params.get(spec.name, spec.default)
         problem = spec.problem(value)
@@ -54,7 +59,7 @@ def parse(params: Mapping[str, Any]) -> RunParams:
         raise ParamsError("bad params: " + "; ".join(problems))
     return RunParams(source, dest, tuple(values["csv_uris"] or ()), values["path_column"], values["aws_conn_id"],
                      values["photos_per_shard"], values["max_shards"], settings, dict(values["miss_rate_limits"]),
-                     values["full_recrop"])
+                     values["full_recrop"], values["csv_encoding"])
 
 
 def _overlaps_images(source: S3Location, dest: S3Location) -> bool:

@@ -15,7 +15,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from facecrop_ops.dataset.locations import S3Location, face_rel
+from facecrop_ops.dataset.locations import REFUSED, S3Location, face_rel
 from facecrop_ops.dataset.manifest import ERROR, ManifestRow
 
 REJECT_COLUMNS = ("csv", "line", "path", "reason")
@@ -40,8 +40,35 @@ class Rewritten:
     rejects: list[Reject]
 
 
+BOM = "\ufeff"
+
+
+def decode(data: bytes, encoding: str, csv_name: str) -> tuple[str, bool]:
+    """(text, whether it began with a UTF-8 byte-order mark). A CSV that is not text in
+    `encoding` stops the run with the fix, before anything is cropped or published."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise CsvError(
+            f"{csv_name} is not {encoding} text (byte 0x{data[exc.start]:02x} at offset {exc.start}): set the csv_encoding "
+            "param to its encoding, e.g. cp949 for a CSV saved by Korean Excel, latin-1 or cp1252 for Western Excel"
+        ) from None
+    bom = text.startswith(BOM)
+    return (text[1:] if bom else text), bom
+
+
+def encode(text: str, encoding: str, bom: bool, csv_name: str) -> bytes:
+    """The published CSV in its source's encoding, with its byte-order mark if it had one (Excel
+    needs it to read UTF-8)."""
+    try:
+        return ((BOM if bom else "") + text).encode(encoding)
+    except UnicodeEncodeError as exc:
+        raise CsvError(f"a rewritten path of {csv_name} has {exc.object[exc.start:exc.end]!r}, which {encoding} cannot "
+                       "hold: choose a dest_uri in plain ASCII") from None
+
+
 def header_of(text: str) -> list[str]:
-    return next(csv.reader(io.StringIO(text.lstrip("\ufeff"))), [])
+    return next(csv.reader(io.StringIO(text.lstrip(BOM))), [])
 
 
 def check_path_column(header: Sequence[str], path_column: str, csv_name: str) -> None:
@@ -50,6 +77,9 @@ def check_path_column(header: Sequence[str], path_column: str, csv_name: str) ->
             f"{csv_name} has no column {path_column!r} (its columns: {', '.join(header) or 'none'}); "
             f"set the path_column param to the column that holds photo paths"
         )
+    if header.count(path_column) > 1:
+        raise CsvError(f"{csv_name} has {header.count(path_column)} columns named {path_column!r}: rename all but the "
+                       "one that holds photo paths, or set the path_column param to another column")
 
 
 def _match(path: str, images_roots: Sequence[str]) -> tuple[int, str, str] | None:
@@ -121,14 +151,21 @@ def _decide(path, photos, images_roots, source, dest) -> tuple[str, str]:
     if row is None:
         return "photo not found in the dataset (missing, hidden or not a photo file)", ""
     if row.status == ERROR:
-        return f"photo unreadable: {row.error}", ""
+        return (row.error if row.error.startswith(REFUSED) else f"photo unreadable: {row.error}"), ""
     return "", mapped[1]
 
 
 def rejects_csv(rejects: Sequence[Reject]) -> str:
+    """rejects.csv, a file of this project's that people open in spreadsheets: a cell from the
+    data that a spreadsheet would run as a formula (=, +, -, @) is written as text."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REJECT_COLUMNS)
     for r in rejects:
-        writer.writerow([r.csv, r.line, r.path, r.reason])
+        writer.writerow([_inert(r.csv), r.line, _inert(r.path), _inert(r.reason)])
     return out.getvalue()
+
+
+def _inert(cell: str) -> str:
+    """OWASP's advice for CSV injection: a leading quote keeps a formula as text."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell

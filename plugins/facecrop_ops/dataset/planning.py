@@ -25,7 +25,7 @@ class Listing:
     """Keys relative to the dataset root, sorted into what the run does with them."""
 
     photos: list[str] = field(default_factory=list)
-    hidden: list[str] = field(default_factory=list)  # `._*` and dot-files under images/
+    hidden: list[str] = field(default_factory=list)  # `._*` and dot-files under images/ and beside the CSVs
     not_photos: list[str] = field(default_factory=list)  # other extensions under images/
     csvs: list[str] = field(default_factory=list)  # *.csv directly under the root, not ours
     images_roots: list[str] = field(default_factory=list)  # e.g. train/images/, eval/images/
@@ -36,7 +36,7 @@ def classify(rel_keys: Iterable[str]) -> Listing:
     roots = set()
     for rel in sorted(rel_keys):
         if "/" not in rel and rel.lower().endswith(".csv"):
-            out.csvs.append(rel)
+            (out.hidden if is_hidden(rel) else out.csvs).append(rel)  # macOS leaves ._train_data.csv beside it
             continue
         split = split_images_root(rel)
         if split is None or rel.endswith("/"):

@@ -88,3 +88,27 @@ def test_a_csv_without_the_path_column_names_the_fix():
     with pytest.raises(csv_rewrite.CsvError, match=r"train_data.csv has no column 'path' \(its columns: file, label\); set the path_column param"):
         rewrite("file,label\na.jpg,1\n")
     assert rewrite("file,label\ntrain/images/000001_f_Asian_45/mask1.jpg,1\n", path_column="file").kept == 1
+
+
+def test_encodings_round_trip_and_a_utf8_byte_order_mark_is_kept():
+    text = "path,성별\ntrain/images/p/mask1.jpg,남성\n"
+    assert csv_rewrite.decode(text.encode("cp949"), "cp949", "c.csv") == (text, False)
+    assert csv_rewrite.decode(("\ufeff" + text).encode(), "utf-8", "c.csv") == (text, True)
+    assert csv_rewrite.encode(text, "utf-8", True, "c.csv") == ("\ufeff" + text).encode()
+    with pytest.raises(csv_rewrite.CsvError, match=r"c.csv is not utf-8 text \(byte 0xbc at offset 5\)"):
+        csv_rewrite.decode(text.encode("cp949"), "utf-8", "c.csv")
+    with pytest.raises(csv_rewrite.CsvError, match="which latin-1 cannot hold: choose a dest_uri in plain ASCII"):
+        csv_rewrite.encode("s3://b/페이스/x.jpg", "latin-1", False, "c.csv")
+
+
+def test_rejects_csv_writes_formulas_from_the_data_as_text():
+    rejected = [csv_rewrite.Reject("=cmd|' /C calc'!A0", 2, '=HYPERLINK("http://x")', "-1+1"),
+                csv_rewrite.Reject("a.csv", 3, "@SUM(A1)", "plain reason")]
+    lines = csv_rewrite.rejects_csv(rejected).splitlines()
+    assert lines[1].startswith("'=cmd") and "'=HYPERLINK" in lines[1] and lines[1].endswith(",'-1+1")
+    assert lines[2] == "a.csv,3,'@SUM(A1),plain reason"
+
+
+def test_a_second_column_of_the_path_name_stops_the_run():
+    with pytest.raises(csv_rewrite.CsvError, match="has 2 columns named 'path'"):
+        csv_rewrite.check_path_column(["path", "label", "path"], "path", "c.csv")

@@ -48,3 +48,18 @@ def test_published_csv_names(name, published):
 def test_run_dir_keeps_keys_portable():
     rd = run_dir(S3Location("b", "out/"), "manual__2026-11-28T10:00:00.123+00:00")
     assert rd.prefix == "out/_facecrop/runs/manual__2026-11-28T10_00_00.123_00_00/"
+
+
+def test_a_face_key_must_be_one_s3_takes_that_never_resolves_elsewhere_nor_lies_under_an_images_folder():
+    from facecrop_ops.dataset.locations import face_key_problem
+
+    dest = S3Location("b", "out/")
+    assert face_key_problem("train/images/p/mask1.jpg", dest) is None
+    assert "'.' or '..' segment" in face_key_problem("train/images/p/../q/mask1.jpg", dest)
+    assert "'.' or '..' segment" in face_key_problem("train/images/./mask1.jpg", dest)
+    nested = face_key_problem("train/images/p/images/mask1.jpg", dest)
+    assert "train/faces/p/images/mask1.jpg would lie in an 'images' folder" in nested and "rename the inner" in nested
+    assert face_key_problem("train/images/" + "p" * 1002 + "/x.jpg", dest) is None  # out/train/faces/...: 1,024 bytes exactly
+    too_long = face_key_problem("train/images/" + "p" * 1003 + "/x.jpg", dest)
+    assert "1025 bytes, over S3's limit of 1024: choose a shorter dest_uri" in too_long
+    assert "over S3's limit" in face_key_problem("train/images/" + "é" * 510 + "/x.jpg", dest)  # bytes, not characters

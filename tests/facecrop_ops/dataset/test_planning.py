@@ -53,3 +53,8 @@ def test_bad_shard_limits_are_refused():
         make_shards(person(1), 0, 10)
     with pytest.raises(ValueError):
         make_shards(person(1), 10, 5000)
+
+
+def test_hidden_csvs_beside_the_dataset_are_skipped_like_hidden_photos():
+    listing = classify(["._train_data.csv", "train_data.csv", "train/images/p/normal.jpg"])
+    assert listing.csvs == ["train_data.csv"] and listing.hidden == ["._train_data.csv"]
