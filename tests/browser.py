@@ -51,3 +51,19 @@ def chromium() -> Iterator[object]:
 def artifact(name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / name
+
+
+def log_in(driver, base_url: str, username: str, password: str, then: str = "/") -> None:
+    """Log in on Airflow's login page as a person does (the UI keeps the session's token in a
+    cookie), then open `then`."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 30)
+    driver.get(f"{base_url}/auth/login")
+    wait.until(ec.visibility_of_element_located((By.NAME, "username"))).send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(password, Keys.ENTER)
+    wait.until(lambda d: d.get_cookie("_token") is not None)
+    driver.get(f"{base_url}{then}")

@@ -13,7 +13,8 @@ from facecrop_dev.compose import ComposeError, airflow_services
 
 REPO = Path(__file__).resolve().parents[1]
 # What README tells people to put in .env.
-ENV_FILE = {"FACECROP_S3_SECRET_KEY": "s3", "POSTGRES_PASSWORD": "pg", "AIRFLOW_JWT_SECRET": "jwt", "AIRFLOW_API_SECRET_KEY": "api"}
+ENV_FILE = {"FACECROP_S3_SECRET_KEY": "s3", "POSTGRES_PASSWORD": "pg", "AIRFLOW_JWT_SECRET": "jwt", "AIRFLOW_API_SECRET_KEY": "api",
+            "AIRFLOW_ADMIN_PASSWORD": "adminpw", "AIRFLOW_REVIEWER_PASSWORD": "reviewerpw"}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_no_secret_is_written_in_the_file(compose):
     checked = 0
     for svc in compose["services"].values():
         for key, value in (svc.get("environment") or {}).items():
-            if re.search("PASSWORD|SECRET", key):
+            if re.search("PASSWORD|SECRET", key) and not key.endswith("_FILE"):  # a file of them is a path
                 assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", value), (key, value)
                 checked += 1
             for url_secret in re.findall(r"://airflow:([^@]+)@", str(value)):
@@ -107,3 +108,57 @@ def test_no_secret_is_written_in_the_file(compose):
                 assert json.loads(re.sub(r"\$\{[^}]+\}", "x", value))["password"] == "x"
                 checked += 1
     assert checked >= 10
+
+
+def test_every_published_port_listens_on_loopback_unless_the_user_opts_in(compose):
+    published = {name: svc["ports"] for name, svc in compose["services"].items() if svc.get("ports")}
+    assert set(published) == {"minio", "prometheus", "grafana", "airflow-apiserver"}
+    for name, ports in published.items():
+        for port in ports:
+            assert port.startswith("${FACECROP_BIND_ADDRESS:-127.0.0.1}:"), (name, port)
+
+
+def test_airflow_asks_for_a_login_of_named_users_whose_passwords_come_from_the_env_file(compose):
+    services = airflow_services(compose, ENV_FILE)
+    env = services["airflow-apiserver"].environment
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,reviewer:user"
+    passwords = env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    assert "airflow-auth:" + passwords.rsplit("/", 1)[0] in compose["services"]["airflow-apiserver"]["volumes"]
+    init = services["airflow-init"]
+    script = " ".join(init.command)
+    assert 'os.environ["AIRFLOW_ADMIN_PASSWORD"]' in script and 'os.environ["AIRFLOW_REVIEWER_PASSWORD"]' in script
+    assert init.environment["AIRFLOW_ADMIN_PASSWORD"] == "adminpw"  # from .env, required
+    for name in ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_REVIEWER_PASSWORD"):
+        with pytest.raises(ComposeError, match=f"set {name} in .env"):
+            airflow_services(compose, {k: v for k, v in ENV_FILE.items() if k != name})
+
+
+def test_airflow_reaches_minio_as_its_own_user_limited_to_the_dataset_bucket(compose):
+    services = compose["services"]
+    assert services["minio"]["environment"]["MINIO_ROOT_USER"] == "${MINIO_ROOT_USER:-minio-root}"
+    assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == "${MINIO_ROOT_PASSWORD:?set MINIO_ROOT_PASSWORD in .env}"
+    for svc in airflow_services(compose, ENV_FILE, profiles=("gpu",)).values():
+        assert not [v for v in svc.environment.values() if "MINIO_ROOT" in v], svc  # root stays with MinIO
+        conn = json.loads(svc.environment["AIRFLOW_CONN_AWS_DEFAULT"])
+        assert conn["login"] == "facecrop" and conn["password"] == "s3"
+    init = " ".join(services["minio-init"]["command"])
+    assert 'mc admin user add local "$$FACECROP_S3_ACCESS_KEY"' in init
+    assert "mc admin policy attach local facecrop-dataset --user" in init
+    policy = json.loads((REPO / "docker/minio-policy.json").read_text())
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {"arn:aws:s3:::facecrop", "arn:aws:s3:::facecrop/*"}
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert not [a for a in actions if "*" in a or a.startswith(("admin:", "s3:PutBucketPolicy", "s3:DeleteBucket"))]
+    assert services["airflow-scheduler"]["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
+
+
+def test_grafana_has_no_anonymous_viewers(compose):
+    env = compose["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+def test_the_env_file_is_kept_out_of_git_and_of_the_image():
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+    assert ".env" in (REPO / ".dockerignore").read_text().split()

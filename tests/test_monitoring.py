@@ -23,7 +23,8 @@ from .needs import cannot_install
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
-ENV_FILE = {"FACECROP_S3_SECRET_KEY": "s", "POSTGRES_PASSWORD": "p", "AIRFLOW_JWT_SECRET": "j", "AIRFLOW_API_SECRET_KEY": "a"}
+ENV_FILE = {"FACECROP_S3_SECRET_KEY": "s", "POSTGRES_PASSWORD": "p", "AIRFLOW_JWT_SECRET": "j", "AIRFLOW_API_SECRET_KEY": "a",
+            "AIRFLOW_ADMIN_PASSWORD": "ap", "AIRFLOW_REVIEWER_PASSWORD": "rp"}
 
 
 @pytest.fixture(scope="module")
@@ -111,4 +112,4 @@ def test_grafana_loads_the_provisioned_datasource_and_dashboard(compose):
     assert mounts["./docker/grafana/provisioning"] == "/etc/grafana/provisioning"
     assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].startswith(provider["options"]["path"])
     datasource = yaml.safe_load((DOCKER / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
-    assert datasource["url"] == "http://prometheus:9090" and "9090:9090" in compose["services"]["prometheus"]["ports"]
+    assert datasource["url"] == "http://prometheus:9090" and "${FACECROP_BIND_ADDRESS:-127.0.0.1}:9090:9090" in compose["services"]["prometheus"]["ports"]

@@ -46,7 +46,11 @@ def write_samples(dest: str, people: int, n_eval: int, aws_conn_id: str) -> str:
 
     loc = parse_s3_uri(dest, "DEST")
     client = client_for(aws_conn_id, 8)
-    if loc.bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+    try:  # not list_buckets: a user limited to its bucket (compose's MinIO user) may not list them all
+        client.head_bucket(Bucket=loc.bucket)
+    except Exception as exc:  # noqa: BLE001 - only a missing bucket is created
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+            raise
         client.create_bucket(Bucket=loc.bucket)
     if client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.prefix, MaxKeys=1).get("KeyCount"):
         return f"{loc.uri} already holds objects: left as it is"

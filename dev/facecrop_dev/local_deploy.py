@@ -57,13 +57,14 @@ class Stack:
     api_url: str
     s3: LocalS3
     statsd: StatsdSink  # receives what Airflow sends the compose file's StatsD exporter
+    passwords: dict[str, str]  # of the compose file's Airflow users, as .env gives them
     processes: list[Process] = field(default_factory=list)
     _api: AirflowApi | None = None
 
     def api(self) -> AirflowApi:
-        """The REST API as an admin (one client, closed with the stack)."""
+        """The REST API as the admin user (one client, closed with the stack)."""
         if self._api is None:
-            self._api = AirflowApi(self.api_url)
+            self._api = AirflowApi(self.api_url, "admin", self.passwords["admin"])
         return self._api
 
     def check_alive(self) -> None:
@@ -86,8 +87,11 @@ def _variables(pg_password: str, s3: LocalS3, settings: Mapping[str, str]) -> di
         "POSTGRES_PASSWORD": pg_password,
         "FACECROP_S3_ACCESS_KEY": s3.access_key,
         "FACECROP_S3_SECRET_KEY": s3.secret_key,
+        "MINIO_ROOT_PASSWORD": secrets.token_hex(16),  # no MinIO here: moto's S3 plays it
         "AIRFLOW_JWT_SECRET": secrets.token_hex(16),
         "AIRFLOW_API_SECRET_KEY": secrets.token_hex(16),
+        "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        "AIRFLOW_REVIEWER_PASSWORD": secrets.token_urlsafe(12),
         **settings,
     }
 
@@ -149,10 +153,12 @@ def deployed_airflow(
         hosts = {"postgres": f"{LOCALHOST}:{pg.port}", "redis": f"{LOCALHOST}:{redis_port}",
                  "minio": s3.endpoint_url.split("://", 1)[1], "airflow-apiserver": f"{LOCALHOST}:{api_port}",
                  "statsd-exporter": f"{LOCALHOST}:{statsd.port}"}
-        defined = compose.airflow_services(compose_file(), _variables(pg.password, s3, settings or {}), profiles=("gpu",))
+        variables = _variables(pg.password, s3, settings or {})
+        defined = compose.airflow_services(compose_file(), variables, profiles=("gpu",))
         if dataset is not None:
             s3.upload(DATASET_BUCKET, DATASET_PREFIX, dataset)
-        running = Stack(home, f"http://{LOCALHOST}:{api_port}", s3, statsd)
+        passwords = {"admin": variables["AIRFLOW_ADMIN_PASSWORD"], "reviewer": variables["AIRFLOW_REVIEWER_PASSWORD"]}
+        running = Stack(home, f"http://{LOCALHOST}:{api_port}", s3, statsd, passwords)
         stack.callback(lambda: [p.stop() for p in reversed(running.processes)])
         stack.callback(lambda: running._api and running._api.close())
         for name in (INIT, *services):
@@ -207,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     print("starting PostgreSQL, Redis, S3 and Airflow on 127.0.0.1 (about a minute)...", flush=True)
     with deployed_airflow(settings=settings, dataset=samples.dataset(args.people, 12)) as stack:
         print(f"Airflow UI: {stack.api_url}  (DAG {DAG_ID}; source s3://{DATASET_BUCKET}/{DATASET_PREFIX})")
+        print(f"log in as admin / {stack.passwords['admin']} or reviewer / {stack.passwords['reviewer']}")
         print(f"service logs: {stack.home.parent / 'service-logs'}; Ctrl-C stops everything", flush=True)
         for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background
             signal.signal(sig, signal.default_int_handler)

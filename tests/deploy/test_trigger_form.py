@@ -4,7 +4,7 @@ import pytest
 
 from facecrop_dev.local_deploy import DAG_ID
 
-from ..browser import artifact, chromium
+from ..browser import artifact, chromium, log_in
 from .conftest import SOURCE, assert_cropped, wait_for
 
 SECTIONS = ["Dataset", "Crop geometry", "Detection (MTCNN)", "Sharding and checks"]
@@ -53,12 +53,16 @@ def _label(dialog, field_id: str) -> str:
 
 
 def test_the_trigger_form_shows_sections_and_defaults_and_its_run_succeeds(stack, browser):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, 30)
+    browser.delete_all_cookies()
     browser.get(f"{stack.api_url}/dags/{DAG_ID}")
+    wait.until(ec.url_contains("/auth/login"))  # nobody gets in without logging in
+    log_in(browser, stack.api_url, "admin", stack.passwords["admin"], f"/dags/{DAG_ID}")
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Trigger Dag']"))).click()
     dialog = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-scope=dialog][role=dialog]")))
     buttons = {b.text: b for b in dialog.find_elements(By.TAG_NAME, "button") if b.text}
@@ -83,6 +87,10 @@ def test_the_trigger_form_shows_sections_and_defaults_and_its_run_succeeds(stack
     assert wait.until(ec.visibility_of_element_located((By.NAME, "element_margin_top"))).get_attribute("value") == "60"
     assert dialog.find_element(By.NAME, "element_output_width").get_attribute("value") == "210"
     _click(browser, buttons["Trigger"])
+    try:  # the UI opens the new run's page
+        WebDriverWait(browser, 20).until(ec.url_contains("/runs/"))
+    except TimeoutException:  # on a loaded machine a click can land while the sections still animate
+        _click(browser, buttons["Trigger"])
 
     def our_run():
         return [r for r in stack.api().dag_runs(DAG_ID) if (r.get("conf") or {}).get("dest_uri") == dest_uri]
