@@ -2,8 +2,8 @@
 
 The client comes from the Amazon provider's S3Hook, so credentials, region and
 `endpoint_url` (MinIO, moto's server, a VPC endpoint) live in the Airflow connection, never
-in code. boto3 clients are thread-safe; transfers run in a thread pool sized to the
-client's connection pool.
+in code. boto3 clients are thread-safe; downloads and uploads each run in a thread pool, and
+the client's connection pool holds a connection for every thread of both.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def client_for(aws_conn_id: str, threads: int) -> Any:
         raise StorageError(f"aws_conn_id {aws_conn_id!r} names no Airflow connection: create it (Admin > Connections, "
                            "type aws; with no login it uses the workers' IAM role) or set aws_conn_id to one that "
                            "exists") from None
-    hook = S3Hook(aws_conn_id=aws_conn_id, config={"max_pool_connections": threads, "retries": {"max_attempts": 5, "mode": "standard"}})
-    return hook.get_conn()
+    # One client serves a task's downloads and uploads at once: a connection for each of their
+    # threads, or urllib3 drops and reopens them ("Connection pool is full").
+    config = {"max_pool_connections": 2 * threads, "retries": {"max_attempts": 5, "mode": "standard"}}
+    return S3Hook(aws_conn_id=aws_conn_id, config=config).get_conn()
 
 
 def _code(exc: Exception) -> str:
