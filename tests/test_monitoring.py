@@ -35,7 +35,7 @@ def compose():
 def _sent_by_the_dag(compose) -> list[str]:
     """The StatsD names record_metrics sends, with the prefix the compose file gives Airflow."""
     prefix = airflow_services(compose, ENV_FILE)["airflow-worker"].environment["AIRFLOW__METRICS__STATSD_PREFIX"]
-    classes = {c: {"images": 1, "detected": 1, "fallback": 0, "errors": 0, "rescued": 0, "reused": 0, "miss_rate": 0.0} for c in (*CLASSES, UNLABELED, "all")}
+    classes = {c: metrics.as_json(metrics.per_class([]))["all"] | {"miss_rate": 0.0} for c in (*CLASSES, UNLABELED, "all")}
     return [f"{prefix}.{name}" for name in metrics.gauges(classes)]
 
 

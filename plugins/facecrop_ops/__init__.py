@@ -6,7 +6,11 @@ cheap: torch, facenet-pytorch and OpenCV load only in the modules of `vision` th
 Module map (layers import downward only; `pyproject.toml` holds the rules, the tests check them):
 
     cli                    `facecrop crop SRC DST`: the library on a local folder
-    tasks                  the DAG's task bodies: plan, crop_shard, publish, record_metrics
+    tasks                  the DAG's task bodies: plan, crop_shard, needs_review, publish, record_metrics
+    review/
+      plugin               the Airflow plugin: Browse > Face review, its FastAPI app mounted
+      app                  the page and its API, every route behind an Airflow login
+      service              a run's doubtful crops, its photos, reviewers' decisions, via S3
     s3io                   S3 through an Airflow connection: listing, transfers, refusals
     vision/
       processor            photos in, faces and manifest rows out (worker processes, chunks)
@@ -34,6 +38,7 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
       manifest             one row per photo: what became of it
       csv_rewrite          a dataset CSV pointed at the faces; rejected rows and why
       incremental          which photos the last run's faces still serve
+      corrections          reviewers' decisions: the latest per photo, applied while its ETag holds
 """
 
 __version__ = "0.2.0"

@@ -103,6 +103,11 @@ class S3Store:
         """The key of every object under the location."""
         return [o.key for o in self.objects(loc, what)]
 
+    def read_all(self, loc: S3Location, suffix: str = "", what: str = "dest_uri") -> list[bytes]:
+        """Every object under the location whose key ends with `suffix` (small ones: records)."""
+        keys = [k for k in self.list(loc, what) if k.endswith(suffix)]
+        return [data for _, data in self.get_many(loc.bucket, keys) if data]
+
     def get(self, bucket: str, key: str) -> bytes:
         with _refusals_are_final(bucket, "the run's URIs"):
             return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()

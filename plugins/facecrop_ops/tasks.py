@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from facecrop_ops.config.run import ParamsError, RunParams, parse
-from facecrop_ops.dataset import csv_rewrite, incremental, manifest
+from facecrop_ops.dataset import corrections, csv_rewrite, incremental, manifest
 from facecrop_ops.dataset.locations import (
     REFUSED,
     REPORTS_DIR,
@@ -36,7 +37,7 @@ from facecrop_ops.dataset.locations import (
     run_dir,
     split_images_root,
 )
-from facecrop_ops.dataset.manifest import ERROR, ManifestRow
+from facecrop_ops.dataset.manifest import ERROR, EXCLUDED, MANUAL, ManifestRow
 from facecrop_ops.dataset.naming import content_type, person_folder, photo_class
 from facecrop_ops.dataset.planning import classify, make_shards
 from facecrop_ops.reporting import metrics
@@ -148,32 +149,48 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
     index_doc = None if pointer is None else json.loads(pointer)
     _check_csvs(csv_uris, rp, store, index_doc)
     refused = {k: reason for k in listing.photos if (reason := face_key_problem(k, rp.dest))}
-    photos = {k: etags[k] for k in listing.photos if k not in refused}
+    active, stale = corrections.applicable(_corrections(rp.dest, store), etags)
+    excluded = {k: c for k, c in active.items() if c.decision == corrections.NO_FACE and k not in refused}
+    manual = {k: c for k, c in active.items() if c.decision == corrections.BOX and k not in refused}
+    photos = {k: etags[k] for k in listing.photos if k not in refused and k not in excluded}
     index_run, previous, faces, reuse = _index(rp, index_doc, listing.images_roots, store)
-    decision = incremental.decide(photos, previous, faces, reuse=reuse, whole_folders=rp.settings.uses_siblings)
+    decision = incremental.decide(photos, previous, faces, reuse=reuse, whole_folders=rp.settings.uses_siblings,
+                                  corrections={k: c.id for k, c in manual.items()})
+    gone = [r for r in decision.gone if r.source not in refused and r.source not in excluded]  # not deleted: left out
     shards = make_shards(decision.todo, rp.photos_per_shard, rp.max_shards,
                          whole_folders=rp.settings.uses_siblings) if decision.todo else []
     plan_id = _plan_id(rp, shards, etags)
     rd = run_dir(rp.dest, run_id)
     for i, keys in enumerate(shards):
+        reviewed = {k: {"box": manual[k].box, "id": manual[k].id} for k in keys if k in manual}
         store.put_text(rd.bucket, _shard_key(rd, plan_id, i, ".json"),
-                       json.dumps({"photos": keys, "etags": [etags[k] for k in keys]}), "application/json")
+                       json.dumps({"photos": keys, "etags": [etags[k] for k in keys], "manual": reviewed}), "application/json")
     store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv"), manifest.dumps(decision.reused))
-    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv"), manifest.dumps(decision.gone))
-    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/refused.csv"), manifest.dumps(
-        ManifestRow(k, "", photo_class(k), ERROR, error=reason, etag=etags[k]) for k, reason in refused.items()))
+    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv"), manifest.dumps(gone))
+    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/refused.csv"), manifest.dumps([
+        *(ManifestRow(k, "", photo_class(k), ERROR, error=reason, etag=etags[k]) for k, reason in refused.items()),
+        *(ManifestRow(k, "", photo_class(k), EXCLUDED, error=f"marked 'no usable face' by {c.reviewer} at {c.time}",
+                      method=MANUAL, etag=etags[k], correction=c.id) for k, c in excluded.items()),
+    ]))
     plan_doc = {
         "run_id": run_id, "plan_id": plan_id, "source_uri": rp.source.uri, "dest_uri": rp.dest.uri, "csv_uris": csv_uris,
         "images_roots": listing.images_roots, "photos": len(listing.photos), "shards": len(shards),
-        "to_crop": len(decision.todo), "reused": len(decision.reused), "gone": len(decision.gone), "index_run": index_run,
-        "refused": len(refused), "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
+        "to_crop": len(decision.todo), "reused": len(decision.reused), "gone": len(gone), "index_run": index_run,
+        "refused": len(refused), "corrected": len(manual) + len(excluded),
+        "stale_corrections": [{"source": c.source, "decision": c.decision, "reviewer": c.reviewer, "time": c.time} for c in stale],
+        "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
         "settings": rp.settings.as_dict(),
     }
     store.put_text(rd.bucket, rd.key("plan.json"), json.dumps(plan_doc, indent=2), "application/json")
     log.info("%d photos under %s in %d images folder(s) (%s); CSVs: %s", len(listing.photos), rp.source.uri,
              len(listing.images_roots), ", ".join(listing.images_roots), ", ".join(csv_uris) or "none")
     log.info("%d reused from run %s, %d to crop in %d shard(s) of up to %d (plan %s), %d deleted since", len(decision.reused),
-             index_run or "-", len(decision.todo), len(shards), max(map(len, shards), default=0), plan_id, len(decision.gone))
+             index_run or "-", len(decision.todo), len(shards), max(map(len, shards), default=0), plan_id, len(gone))
+    if manual or excluded:
+        log.info("reviewers' corrections: %d face box(es), %d photo(s) with no usable face", len(manual), len(excluded))
+    for c in stale:
+        log.warning("stale correction: %s changed since %s reviewed it (%s at %s); not applied: review it again",
+                    rp.source.key_uri(c.source), c.reviewer, c.decision, c.time)
     for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos)):
         if keys:
             log.warning("skipping %d %s(s), e.g. %s", len(keys), what, keys[0])
@@ -181,6 +198,11 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
         log.warning("refusing %s: %s", rp.source.key_uri(key), reason[len(REFUSED):])
     log.info("run reports: %s", rd.uri)
     return [{"shard": i, "photos": len(keys), "plan": plan_id} for i, keys in enumerate(shards)]
+
+
+def _corrections(dest: S3Location, store: S3Store) -> dict[str, corrections.Correction]:
+    """The reviewers' latest decision on each photo, from the objects the review page wrote."""
+    return corrections.latest(map(corrections.Correction.from_json, store.read_all(dest.child(corrections.CORRECTIONS_DIR), ".json")))
 
 
 def _index(rp: RunParams, doc: Mapping[str, Any] | None, images_roots: list[str], store: S3Store,
@@ -233,6 +255,7 @@ def crop_shard(
         return _summary(index, rows)
     listed = json.loads(store.get(rd.bucket, _shard_key(rd, plan_id, index, ".json")))
     keys, etags = listed["photos"], dict(zip(listed["photos"], listed["etags"]))
+    manual = listed.get("manual", {})  # reviewers' face boxes (shards planned by older versions have none)
     partial_key = _shard_key(rd, plan_id, index, ".partial.csv")
     earlier = store.get_if_exists(rd.bucket, partial_key)
     kept = [] if earlier is None or rp.settings.fallback_size == "auto" else manifest.loads(earlier.decode())
@@ -261,12 +284,14 @@ def crop_shard(
                 rows.append(ManifestRow(rel, "", photo_class(rel), ERROR, error=GONE, etag=etags[rel]))
                 cropped.advance(1)
             else:
-                yield Photo(rel, face_rel(*split_images_root(rel)), data=data)
+                box = manual[rel]["box"] if rel in manual else None
+                yield Photo(rel, face_rel(*split_images_root(rel)), data=data, manual_box=None if box is None else tuple(box))
 
     def faces() -> Iterator[tuple[str, bytes, str]]:
         for result in crop_photos(photos(), settings, on_done=lambda part: cropped.advance(len(part)), workers=n_workers,
                                   reread=reread):
-            rows.append(replace(result.row, etag=etags[result.row.source]))
+            source = result.row.source
+            rows.append(replace(result.row, etag=etags[source], correction=manual[source]["id"] if source in manual else ""))
             if result.face is not None:
                 yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)
 
@@ -327,6 +352,45 @@ def _summary(index: int, rows: list[ManifestRow]) -> dict[str, int]:
     return {"shard": index, "photos": m.images, "detected": m.detected, "fallback": m.fallback, "errors": m.errors}
 
 
+def _run_rows(rd: S3Location, plan_doc: Mapping[str, Any], store: S3Store) -> list[ManifestRow]:
+    """Every photo's row: reused from the last run, refused or excluded by the plan, cropped by a shard."""
+    plan_id = plan_doc["plan_id"]
+    rows = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv")).decode())
+    refused = store.get_if_exists(rd.bucket, rd.key(f"shards/{plan_id}/refused.csv"))  # none in plans of older versions
+    rows.extend(manifest.loads(refused.decode()) if refused else [])
+    for index in range(plan_doc["shards"]):
+        key = _shard_key(rd, plan_id, index, ".manifest.csv")
+        shard_manifest = store.get_if_exists(rd.bucket, key)
+        if shard_manifest is None:
+            raise RunError(f"shard {index} has no manifest at s3://{rd.bucket}/{key}: its crop task did not finish")
+        rows.extend(manifest.loads(shard_manifest.decode()))
+    return rows
+
+
+REVIEW_PAGE = "/facecrop/review"  # the Face review plugin's page on Airflow's API server
+
+
+def needs_review(params: Mapping[str, Any], run_id: str, store: S3Store) -> str:
+    """With review_gate on, the message a person approves or rejects before the CSVs are
+    published, when a class misses more faces than miss_rate_limits allows; "" otherwise (no
+    gate, or every class within its limit)."""
+    rp = parse(params)
+    if not rp.review_gate or not rp.miss_rate_limits:
+        return ""
+    rd = run_dir(rp.dest, run_id)
+    rows = _run_rows(rd, json.loads(store.get(rd.bucket, rd.key("plan.json"))), store)
+    classes = metrics.as_json(metrics.per_class(rows))
+    over = _over_limits(classes, rp.miss_rate_limits)
+    if not over:
+        return ""
+    link = f"{REVIEW_PAGE}?{urlencode({'run_id': run_id})}"
+    lines = "\n".join(f"- {line}" for line in over)
+    return (f"Detection missed more faces than `miss_rate_limits` allows in run {run_id}:\n\n{lines}\n\n"
+            f"Look at the doubtful crops and correct them in [Face review]({link}) (corrections apply from the next "
+            "run). **Approve** publishes this run's CSVs as they are; **Reject** ends the run failed with nothing "
+            "published.")
+
+
 def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str, Any]:
     """Merge the shard manifests and the reused rows, rewrite every CSV to the faces and
     publish it (rows whose photo was unreadable or not found go to rejects.csv instead),
@@ -340,15 +404,7 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
     if current not in (None, plan_doc["index_run"], run_id):
         raise RunError(f"{rp.dest.uri} moved on to run {current} after this run was planned: its reused faces and "
                        "deletions may no longer hold. Clear the whole run (every task) so it plans again")
-    rows = manifest.loads(store.get(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv")).decode())
-    refused = store.get_if_exists(rd.bucket, rd.key(f"shards/{plan_id}/refused.csv"))  # none in plans of older versions
-    rows.extend(manifest.loads(refused.decode()) if refused else [])
-    for index in range(plan_doc["shards"]):
-        key = _shard_key(rd, plan_id, index, ".manifest.csv")
-        shard_manifest = store.get_if_exists(rd.bucket, key)
-        if shard_manifest is None:
-            raise RunError(f"shard {index} has no manifest at s3://{rd.bucket}/{key}: its crop task did not finish")
-        rows.extend(manifest.loads(shard_manifest.decode()))
+    rows = _run_rows(rd, plan_doc, store)
     store.put_text(rd.bucket, rd.key("manifest.csv"), manifest.dumps(rows))
     by_source = {r.source: r for r in rows}
     rates = {k: v.miss_rate for k, v in metrics.per_class(rows).items()}
@@ -382,10 +438,10 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
 def _remove_stale_faces(rp: RunParams, images_roots: list[str], rows: list[ManifestRow], gone: list[ManifestRow],
                         store: S3Store) -> None:
     """Remove the faces no published row points at any more: those of photos deleted from the
-    bucket and of photos that became unreadable. Only faces that exist are counted, and a key
+    bucket, of photos that became unreadable and of photos a reviewer left out. Only faces that exist are counted, and a key
     that is a photo of the dataset (under one of its images folders) is never removed."""
     outputs = {r.output for r in rows}
-    wanted = {face_rel(*split) for r in (*gone, *(r for r in rows if r.status == ERROR))
+    wanted = {face_rel(*split) for r in (*gone, *(r for r in rows if r.status in (ERROR, EXCLUDED)))
               if not r.error.startswith(REFUSED) and (split := split_images_root(r.source))} - outputs
     wanted = {k for k in wanted if not _is_a_photo(rp.dest.key(k), rp)}
     existing = {rp.dest.rel(o.key) for root in images_roots for o in store.objects(rp.dest.child(face_rel(root, "")), "dest_uri")}
@@ -481,7 +537,9 @@ def _report(doc: Mapping[str, Any], rows: list[ManifestRow], past: Any, rp: RunP
     current = {name: m["miss_rate"] for name, m in doc["classes"].items()}
     bar = report.bar_chart(current, history.miss_rates(past, previous) if previous else None)
     trend = report.trend_chart(history.trend(past)) if len(history.runs(past)) > 1 else None
-    return report.render(doc["run"], doc["classes"], bar, trend, previous, sheets, thumbs)
+    rd = run_dir(rp.dest, doc["run"]["run_id"])
+    stale = json.loads(store.get(rd.bucket, rd.key("plan.json"))).get("stale_corrections", [])
+    return report.render(doc["run"], doc["classes"], bar, trend, previous, sheets, thumbs, stale)
 
 
 WAITING_STATES = (None, "none", "scheduled")
@@ -503,16 +561,20 @@ def gpu_pool_started(task_states: Mapping[str, Mapping[str, Any]], waited_s: flo
     return False
 
 
-def check_miss_rates(doc: Mapping[str, Any], limits: Mapping[str, float]) -> str | None:
-    """The alert for a run with classes over their limit (naming classes, rates and the review
-    page), or None when all is well."""
-    classes = doc["classes"]
+def _over_limits(classes: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float]) -> list[str]:
     over = []
     for name, limit in limits.items():
         if name not in classes:
             over.append(f"{name}: no such class in this run (classes: {', '.join(classes)})")
         elif classes[name]["miss_rate"] is not None and classes[name]["miss_rate"] > limit:
             over.append(f"{name}: miss rate {classes[name]['miss_rate']:.1%} > limit {limit:.1%}")
+    return over
+
+
+def check_miss_rates(doc: Mapping[str, Any], limits: Mapping[str, float]) -> str | None:
+    """The alert for a run with classes over their limit (naming classes, rates and the review
+    page), or None when all is well."""
+    over = _over_limits(doc["classes"], limits)
     if not over:
         return None
     return f"miss-rate limits exceeded in run {doc['run']['run_id']}: {'; '.join(over)}. Review page: {doc['run']['report']}"

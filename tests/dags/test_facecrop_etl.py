@@ -34,7 +34,9 @@ def test_tasks_are_wired_in_pipeline_order(dag):
     assert order == {
         "plan": {"crop_shard", "watch_gpu_pool"},
         "watch_gpu_pool": set(),
-        "crop_shard": {"publish_csvs"},
+        "crop_shard": {"publish_csvs", "needs_review"},
+        "needs_review": {"review_gate"},
+        "review_gate": {"publish_csvs"},
         "publish_csvs": {"record_metrics"},
         "record_metrics": {"check_miss_rates"},
         "check_miss_rates": set(),
@@ -42,7 +44,8 @@ def test_tasks_are_wired_in_pipeline_order(dag):
 
 
 def test_every_task_retries_and_only_detection_uses_the_gpu_pool(dag):
-    assert all(t.retries >= 2 for t in dag.tasks)
+    assert all(t.retries >= 2 for t in dag.tasks if t.task_id != "review_gate")
+    assert dag.get_task("review_gate").retries == 0  # a person's answer is not asked again
     pools = {t.task_id: t.pool for t in dag.tasks}
     assert pools.pop("crop_shard") == "gpu"
     assert set(pools.values()) == {"default_pool"}

@@ -76,7 +76,7 @@ def test_every_good_photo_has_a_210x280_face_under_faces(cropped):
 def test_summary_table_progress_and_reported_junk(cropped):
     _, _, out, _ = cropped
     lines = out.out.splitlines()
-    assert lines[0].split() == ["class", "images", "detected", "fallback", "rescued", "errors", "miss", "rate", "reused"]
+    assert lines[0].split() == ["class", "images", "detected", "fallback", "rescued", "errors", "miss", "rate", "reused", "corrected"]
     assert any(line.startswith("mask1 ") for line in lines)
     all_row = next(line for line in lines if line.startswith("all "))
     assert all_row.split()[1] == "49" and all_row.split()[5] == "2"

@@ -208,6 +208,10 @@ TABLE: tuple[Spec, ...] = (
          {}, "Miss-rate limits",
          'Fail the run when a class misses more faces than this, e.g. {"all": 0.3, "normal": 0.05}. Empty: report only.',
          SCALE, rule='an object mapping class names to rates 0..1, e.g. {"all": 0.3, "normal": 0.05}'),
+    Spec("review_gate", _BOOL, False, "Wait for a review over the limits",
+         "On: a run whose miss rates exceed the limits above waits before publishing the CSVs until a person approves "
+         "it (Browse > Required Actions, with a link to Face review); rejecting ends it failed with nothing published.",
+         SCALE),
 )
 
 PARAMS: dict[str, Spec] = {spec.name: spec for spec in TABLE}

@@ -32,6 +32,7 @@ class RunParams:
     miss_rate_limits: dict[str, float] = field(default_factory=dict)
     full_recrop: bool = False  # crop every photo again, ignoring the last run's faces
     csv_encoding: str = "utf-8"  # of the CSVs read, and of those published
+    review_gate: bool = False  # over miss_rate_limits, wait for a person's approval before publishing
 
 
 def parse(params: Mapping[str, Any]) -> RunParams:
@@ -59,7 +60,7 @@ def parse(params: Mapping[str, Any]) -> RunParams:
         raise ParamsError("bad params: " + "; ".join(problems))
     return RunParams(source, dest, tuple(values["csv_uris"] or ()), values["path_column"], values["aws_conn_id"],
                      values["photos_per_shard"], values["max_shards"], settings, dict(values["miss_rate_limits"]),
-                     values["full_recrop"], values["csv_encoding"])
+                     values["full_recrop"], values["csv_encoding"], values["review_gate"])
 
 
 def _overlaps_images(source: S3Location, dest: S3Location) -> bool:

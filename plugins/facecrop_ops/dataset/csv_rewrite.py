@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from facecrop_ops.dataset.locations import REFUSED, S3Location, face_rel
-from facecrop_ops.dataset.manifest import ERROR, ManifestRow
+from facecrop_ops.dataset.manifest import ERROR, EXCLUDED, ManifestRow
 
 REJECT_COLUMNS = ("csv", "line", "path", "reason")
 
@@ -150,6 +150,8 @@ def _decide(path, photos, images_roots, source, dest) -> tuple[str, str]:
     row = photos.get(mapped[0])
     if row is None:
         return "photo not found in the dataset (missing, hidden or not a photo file)", ""
+    if row.status == EXCLUDED:
+        return row.error, ""
     if row.status == ERROR:
         return (row.error if row.error.startswith(REFUSED) else f"photo unreadable: {row.error}"), ""
     return "", mapped[1]
@@ -162,10 +164,10 @@ def rejects_csv(rejects: Sequence[Reject]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REJECT_COLUMNS)
     for r in rejects:
-        writer.writerow([_inert(r.csv), r.line, _inert(r.path), _inert(r.reason)])
+        writer.writerow([inert(r.csv), r.line, inert(r.path), inert(r.reason)])
     return out.getvalue()
 
 
-def _inert(cell: str) -> str:
+def inert(cell: str) -> str:
     """OWASP's advice for CSV injection: a leading quote keeps a formula as text."""
     return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell

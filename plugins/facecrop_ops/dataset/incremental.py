@@ -39,6 +39,7 @@ def decide(
     *,
     reuse: bool = True,
     whole_folders: bool = False,
+    corrections: Mapping[str, str] | None = None,
 ) -> Decision:
     """`etags`: this run's photos (source key -> ETag); `previous`: the index's rows (None
     without an index); `faces`: the destination's face objects (key -> ETag). A row is reused
@@ -46,12 +47,15 @@ def decide(
     ETag: a face another run overwrote meanwhile is not trusted). Without `reuse` (other
     settings, a full recrop) nothing is, but the deleted photos are still found. With
     `whole_folders` (crops that depend on a person's other photos), a person folder is reused
-    whole or cropped whole, a deleted photo counting as a change."""
+    whole or cropped whole, a deleted photo counting as a change. `corrections` maps photos to
+    the id of the reviewer's correction that applies to them now: a row made under another (or
+    none) is cropped again, so a run recrops exactly the photos whose correction changed."""
+    applied = corrections or {}
     last = {row.source: row for row in previous or ()}
     keep: dict[str, ManifestRow] = {}
     for key, etag in etags.items() if reuse else ():
         row = last.get(key)
-        if row is None or row.etag != etag:
+        if row is None or row.etag != etag or row.correction != applied.get(key, ""):
             continue
         if row.status == ERROR:
             if not row.error.startswith(_PASSING_ERRORS):

@@ -12,14 +12,15 @@ COLUMNS = (
     "source", "output", "class", "status", "prob",
     "box_x1", "box_y1", "box_x2", "box_y2",
     "crop_x1", "crop_y1", "crop_x2", "crop_y2",
-    "error", "faces", "method", "etag", "face_etag", "reused",
+    "error", "faces", "method", "etag", "face_etag", "reused", "correction",
 )
-DETECTED, FALLBACK, ERROR = "detected", "fallback", "error"
-STATUSES = (DETECTED, FALLBACK, ERROR)
+# `excluded`: a reviewer marked the photo "no usable face"; it has no face and leaves the CSVs.
+DETECTED, FALLBACK, ERROR, EXCLUDED = "detected", "fallback", "error", "excluded"
+STATUSES = (DETECTED, FALLBACK, ERROR, EXCLUDED)
 # What produced a crop. status says what the first detection pass found (fallback = a miss);
 # method says how the crop was then made: the detection, a guarded second pass, a sibling's
-# box, or the centre box. Error rows have none.
-MTCNN, SECOND_PASS, SIBLING, CENTRE = "mtcnn", "second_pass", "sibling", "centre"
+# box, the centre box, or a reviewer's box (manual; also on excluded rows). Error rows have none.
+MTCNN, SECOND_PASS, SIBLING, CENTRE, MANUAL = "mtcnn", "second_pass", "sibling", "centre", "manual"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ManifestRow:
     etag: str = ""  # the source object's ETag when it was cropped: what an incremental run compares
     face_etag: str = ""  # the face object's ETag as uploaded: a face overwritten since is not reused
     reused: bool = False  # taken from the last run instead of cropped again
+    correction: str = ""  # the id of the reviewer's correction the row applies, if any
 
     def record(self) -> dict[str, str]:
         box = self.box or ("",) * 4
@@ -55,6 +57,7 @@ class ManifestRow:
             "etag": self.etag,
             "face_etag": self.face_etag,
             "reused": "true" if self.reused else "false",
+            "correction": self.correction,
         }
 
     @classmethod
@@ -78,6 +81,7 @@ class ManifestRow:
             etag=rec["etag"],
             face_etag=rec.get("face_etag") or "",
             reused=rec["reused"] == "true",
+            correction=rec.get("correction") or "",
         )
 
 
@@ -93,7 +97,7 @@ def dumps(rows: Iterable[ManifestRow]) -> str:
 
 # Columns that manifests of earlier versions lack; an index pointing at one still loads (its
 # faces, with no ETag to check, are cropped again once).
-_ADDED_LATER = ("face_etag",)
+_ADDED_LATER = ("face_etag", "correction")
 
 
 def loads(text: str) -> list[ManifestRow]:

@@ -16,7 +16,7 @@ from facecrop_ops.dataset.naming import CLASSES, UNLABELED
 from facecrop_ops.reporting.metrics import ALL
 
 RUN_FIELDS = ["run_id", "run_after", "logical_date", "source_uri", "engine", "settings_fingerprint"]
-COUNTS = ["images", "detected", "fallback", "rescued", "errors", "reused"]
+COUNTS = ["images", "detected", "fallback", "rescued", "errors", "reused", "corrected"]
 COLUMNS = [*RUN_FIELDS, "class", *COUNTS, "miss_rate"]
 CLASS_ORDER = [*CLASSES, UNLABELED, ALL]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from facecrop_ops.dataset.manifest import DETECTED, ERROR, FALLBACK, SECOND_PASS, SIBLING, ManifestRow
+from facecrop_ops.dataset.manifest import DETECTED, ERROR, FALLBACK, MANUAL, SECOND_PASS, SIBLING, ManifestRow
 from facecrop_ops.dataset.naming import CLASSES, UNLABELED
 
 ALL = "all"
@@ -20,6 +20,7 @@ class ClassMetrics:
     errors: int
     rescued: int = 0  # misses whose crop came from a second pass or a sibling, not the centre box
     reused: int = 0  # taken from the last run (same photo, same settings); the rest were cropped now
+    corrected: int = 0  # a reviewer's box or "no usable face" applied (method manual)
 
     @property
     def miss_rate(self) -> float | None:
@@ -38,16 +39,17 @@ def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
     """Metrics for each class present, in the dataset's class order, then `all`."""
     counts: dict[str, list[int]] = {}
     for row in rows:
-        c = counts.setdefault(row.photo_class, [0, 0, 0, 0, 0, 0])
+        c = counts.setdefault(row.photo_class, [0, 0, 0, 0, 0, 0, 0])
         c[0] += 1
         c[1] += row.status == DETECTED
         c[2] += row.status == FALLBACK
         c[3] += row.status == ERROR
         c[4] += row.status == FALLBACK and row.method in (SECOND_PASS, SIBLING)
         c[5] += row.reused
+        c[6] += row.method == MANUAL
     order = [c for c in (*CLASSES, UNLABELED) if c in counts] + sorted(set(counts) - {*CLASSES, UNLABELED})
     out = {name: ClassMetrics(*counts[name]) for name in order}
-    out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(6)))
+    out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(7)))
     return out
 
 
@@ -55,7 +57,7 @@ def as_json(metrics: dict[str, ClassMetrics]) -> dict[str, dict[str, float | int
     return {name: m.as_dict() for name, m in metrics.items()}
 
 
-FIELDS = ("images", "detected", "fallback", "errors", "rescued", "reused", "miss_rate")
+FIELDS = ("images", "detected", "fallback", "errors", "rescued", "reused", "corrected", "miss_rate")
 
 
 def gauges(classes: dict[str, dict[str, float | int | None]]) -> dict[str, float | int]:
@@ -68,11 +70,13 @@ def gauges(classes: dict[str, dict[str, float | int | None]]) -> dict[str, float
 
 def table(metrics: dict[str, ClassMetrics]) -> str:
     """A fixed-width table for terminals and task logs."""
-    header = f"{'class':<16}{'images':>8}{'detected':>10}{'fallback':>10}{'rescued':>9}{'errors':>8}{'miss rate':>11}{'reused':>8}"
+    header = (f"{'class':<16}{'images':>8}{'detected':>10}{'fallback':>10}{'rescued':>9}{'errors':>8}{'miss rate':>11}"
+              f"{'reused':>8}{'corrected':>11}")
     lines = [header, "-" * len(header)]
     for name, m in metrics.items():
         if name == ALL:
             lines.append("-" * len(header))
         rate = "-" if m.miss_rate is None else f"{m.miss_rate:.1%}"
-        lines.append(f"{name:<16}{m.images:>8}{m.detected:>10}{m.fallback:>10}{m.rescued:>9}{m.errors:>8}{rate:>11}{m.reused:>8}")
+        lines.append(f"{name:<16}{m.images:>8}{m.detected:>10}{m.fallback:>10}{m.rescued:>9}{m.errors:>8}{rate:>11}"
+                     f"{m.reused:>8}{m.corrected:>11}")
     return "\n".join(lines)

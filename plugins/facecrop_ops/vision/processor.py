@@ -33,7 +33,17 @@ from pathlib import Path
 import numpy as np
 
 from facecrop_ops.config.crop import Settings
-from facecrop_ops.dataset.manifest import CENTRE, DETECTED, ERROR, FALLBACK, MTCNN, SECOND_PASS, SIBLING, ManifestRow
+from facecrop_ops.dataset.manifest import (
+    CENTRE,
+    DETECTED,
+    ERROR,
+    FALLBACK,
+    MANUAL,
+    MTCNN,
+    SECOND_PASS,
+    SIBLING,
+    ManifestRow,
+)
 from facecrop_ops.dataset.naming import person_folder, photo_class
 from facecrop_ops.vision.detector import Detection, Detector, resolve_device
 from facecrop_ops.vision.geometry import Box, FaceBox, fallback_box, padded_box
@@ -51,6 +61,7 @@ class Photo:
     output: str
     path: str | None = None
     data: bytes | None = None
+    manual_box: FaceBox | None = None  # a reviewer's face box: cropped instead of what detection finds
 
     def read(self) -> bytes:
         if self.data is not None:
@@ -91,6 +102,7 @@ class _Choice:
     method: str
     prob: float | None = None
     faces: int = 0
+    found: bool = False  # whether the first detection pass found a face (the row's status)
 
 
 def plan_workers(settings: Settings, n_photos: int) -> int:
@@ -182,17 +194,27 @@ class _Cropper:
         return [next(it) if d.rgb is not None else None for d in decoded]
 
     def _choose(self, decoded: list[_Decoded], found: list[Detection | None | str]) -> list[_Choice | str | None]:
-        """Each photo's face box: its detection; for a miss, a guarded second pass or a
-        sibling's box when those options are on (a chunk holds whole person folders then),
-        else the centre box. Errors stay as they are (a reason, or None for unreadable)."""
+        """Each photo's face box: a reviewer's box when there is one; else its detection; for a
+        miss, a guarded second pass or a sibling's box when those options are on (a chunk holds
+        whole person folders then), else the centre box. Errors stay as they are (a reason, or
+        None for unreadable)."""
         s = self.settings
         choices: list[_Choice | str | None] = [
             f if isinstance(f, str) or d.rgb is None
-            else _Choice(None, CENTRE) if f is None else _Choice(f.box, MTCNN, f.prob, f.faces)
+            else _Choice(None, CENTRE) if f is None else _Choice(f.box, MTCNN, f.prob, f.faces, found=True)
             for d, f in zip(decoded, found)
         ]
-        if not s.uses_siblings:
-            return choices
+        if s.uses_siblings:
+            self._rescue(decoded, choices)
+        # A reviewer's box wins over everything; the status still says what detection found.
+        for i, d in enumerate(decoded):
+            if d.photo.manual_box is not None and isinstance(choices[i], _Choice):
+                choices[i] = replace(choices[i], box=d.photo.manual_box, method=MANUAL)
+        return choices
+
+    def _rescue(self, decoded: list[_Decoded], choices: list[_Choice | str | None]) -> None:
+        """For a miss, a guarded second pass or a sibling's box, when those options are on."""
+        s = self.settings
         folders: dict[str, list[int]] = defaultdict(list)
         for i, d in enumerate(decoded):
             folder = person_folder(d.photo.source)
@@ -219,7 +241,6 @@ class _Cropper:
                     continue
             if s.fallback == "sibling":
                 choices[i] = _Choice(ref, SIBLING)
-        return choices
 
     def run(self, chunks: Iterable[Sequence[Photo]]) -> Iterator[list[CropResult]]:
         """Decode chunk i+1 and encode chunk i-1 in threads while chunk i is detected."""
@@ -263,7 +284,7 @@ def _render(d: _Decoded, choice: _Choice | str | None, s: Settings) -> CropResul
         source=photo.source,
         output=photo.output,
         photo_class=cls,
-        status=DETECTED if method == MTCNN else FALLBACK,
+        status=DETECTED if choice.found and method in (MTCNN, MANUAL) else FALLBACK,
         prob=choice.prob,
         box=choice.box,
         crop=None,

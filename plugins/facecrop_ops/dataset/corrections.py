@@ -1,0 +1,103 @@
+"""A reviewer's corrections of crops, and which of them the next run applies (pure).
+
+The review page (facecrop_ops.review) records each decision as an object of its own under
+`<dest>/_facecrop/corrections/`, never overwritten, so two reviewers saving at once lose
+nothing; `<dest>/_facecrop/corrections.csv` is rebuilt from all of them for people to read.
+The latest decision on a photo counts. It applies while the photo is the object it was made
+on (same ETag); once the photo changes, the correction is stale and reported, not applied.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+from facecrop_ops.dataset.csv_rewrite import inert
+
+CORRECTIONS_DIR = "_facecrop/corrections"  # under dest_uri: one JSON object per decision
+CORRECTIONS_CSV = "_facecrop/corrections.csv"  # under dest_uri: every decision, rebuilt from them
+
+ACCEPT, BOX, NO_FACE = "accept", "box", "no_face"
+DECISIONS = (ACCEPT, BOX, NO_FACE)
+COLUMNS = ("source", "etag", "decision", "x1", "y1", "x2", "y2", "reviewer", "time", "id")
+
+
+class CorrectionError(ValueError):
+    """A correction that cannot be recorded (no such decision, a box off the photo)."""
+
+
+@dataclass(frozen=True)
+class Correction:
+    source: str  # the photo's key under the source root, as in the manifest
+    etag: str  # the photo's ETag the reviewer looked at
+    decision: str  # accept (the crop is right), box (crop this face box), no_face (leave the photo out)
+    box: tuple[float, float, float, float] | None  # the face box for `box`, in the photo's pixels
+    reviewer: str
+    time: str  # ISO 8601, UTC
+    id: str  # unique: the time and a random part; also the object's name
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Correction:
+        doc = json.loads(text)
+        box = doc.get("box")
+        return cls(doc["source"], doc["etag"], doc["decision"], None if box is None else tuple(float(v) for v in box),
+                   doc["reviewer"], doc["time"], doc["id"])
+
+
+def make(source: str, etag: str, decision: str, box: Iterable[float] | None, reviewer: str, time: str, nonce: str,
+         size: tuple[int, int] | None = None) -> Correction:
+    """A checked correction: a known decision; for `box`, four numbers forming a box of at least
+    one pixel inside the photo of `size` (W, H) when it is known."""
+    if decision not in DECISIONS:
+        raise CorrectionError(f"decision must be one of {', '.join(DECISIONS)} (got {decision!r})")
+    face = None
+    if decision == BOX:
+        values = list(box or ())
+        if len(values) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise CorrectionError("a box correction needs the face box as four numbers: x1, y1, x2, y2")
+        x1, y1, x2, y2 = (float(v) for v in values)
+        if x2 - x1 < 1 or y2 - y1 < 1:
+            raise CorrectionError(f"the box {values} is empty: x2 must exceed x1 and y2 exceed y1")
+        if size is not None and (x1 < 0 or y1 < 0 or x2 > size[0] or y2 > size[1]):
+            raise CorrectionError(f"the box {values} leaves the {size[0]}x{size[1]} photo")
+        face = (x1, y1, x2, y2)
+    return Correction(source, etag, decision, face, reviewer, time, f"{time.replace(':', '').replace('-', '')}-{nonce}")
+
+
+def latest(corrections: Iterable[Correction]) -> dict[str, Correction]:
+    """The decision that counts for each photo: the last one made (by time, then id)."""
+    out: dict[str, Correction] = {}
+    for c in sorted(corrections, key=lambda c: (c.time, c.id)):
+        out[c.source] = c
+    return out
+
+
+def applicable(corrections: Mapping[str, Correction], etags: Mapping[str, str]) -> tuple[dict[str, Correction], list[Correction]]:
+    """(corrections that apply to this run's photos, stale ones: their photo changed or is gone).
+    `accept` decisions change no crop and are left out of both."""
+    active, stale = {}, []
+    for source, c in sorted(corrections.items()):
+        if c.decision == ACCEPT:
+            continue
+        if etags.get(source) == c.etag:
+            active[source] = c
+        else:
+            stale.append(c)
+    return active, stale
+
+
+def to_csv(corrections: Iterable[Correction]) -> str:
+    """Every decision, oldest first, for people to read (cells from the form written as text)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for c in sorted(corrections, key=lambda c: (c.time, c.id)):
+        box = c.box or ("",) * 4
+        writer.writerow([c.source, c.etag, c.decision, *box, inert(c.reviewer), c.time, c.id])
+    return out.getvalue()

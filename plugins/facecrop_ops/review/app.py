@@ -1,0 +1,86 @@
+"""The Face review page and its API, a FastAPI app the plugin mounts on Airflow's API server.
+
+FastAPI plugin routes are open to anyone unless they say otherwise: every route here requires
+an Airflow login with access to the facecrop_etl DAG (reading) or to its runs (recording a
+decision; a viewer may look, not decide). The page is served from the same origin as the UI,
+so the browser sends the login's token cookie with every request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
+
+from facecrop_ops.dataset.corrections import CorrectionError
+from facecrop_ops.dataset.naming import content_type
+from facecrop_ops.review import service
+from facecrop_ops.s3io import StorageError
+
+app = FastAPI(title="facecrop: Face review", docs_url=None, redoc_url=None, openapi_url=None)
+READ = [Depends(requires_access_dag("GET", param_dag_id=service.DAG_ID))]
+DECIDE = [Depends(requires_access_dag("PUT", DagAccessEntity.RUN, param_dag_id=service.DAG_ID))]
+
+
+class Decision(BaseModel):
+    source: str
+    decision: str
+    box: list[float] | None = None
+
+
+def _run(run_id: str) -> service.Run:
+    try:
+        return service.find_run(run_id)
+    except service.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _guarded(fn: Any, *args: Any) -> Any:
+    """The service's refusals as HTTP answers a page can show."""
+    try:
+        return fn(*args)
+    except service.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except CorrectionError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except StorageError as exc:
+        raise HTTPException(502, str(exc)) from None
+
+
+@app.get("/review", response_class=HTMLResponse, dependencies=READ)
+def page(user: GetUserDep) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("facecrop_ops.review", "templates"), autoescape=select_autoescape(default=True))
+    return env.get_template("review.html.j2").render(user=user.get_name())
+
+
+@app.get("/api/runs", dependencies=READ)
+def runs() -> list[dict[str, str]]:
+    return [{"run_id": r.run_id, "state": r.state, "run_after": r.run_after, "source_uri": r.params.source.uri,
+             "dest_uri": r.params.dest.uri} for r in service.runs()]
+
+
+@app.get("/api/runs/{run_id}/items", dependencies=READ)
+def items(run_id: str) -> dict[str, Any]:
+    run = _run(run_id)
+    return _guarded(service.items, run, service.store_for(run))
+
+
+@app.get("/api/runs/{run_id}/photo", dependencies=READ)
+def photo(run_id: str, source: str = Query(...)) -> Response:
+    run = _run(run_id)
+    data = _guarded(service.photo, run, service.store_for(run), source)
+    return Response(data, media_type=content_type(source), headers={"Cache-Control": "private, max-age=600"})
+
+
+@app.post("/api/runs/{run_id}/corrections", dependencies=DECIDE)
+def decide(run_id: str, body: Decision, user: GetUserDep) -> dict[str, Any]:
+    run = _run(run_id)
+    made = _guarded(service.record, run, service.store_for(run), body.source, body.decision, body.box, user.get_name())
+    return {"id": made.id, "source": made.source, "decision": made.decision, "box": made.box, "reviewer": made.reviewer,
+            "time": made.time}

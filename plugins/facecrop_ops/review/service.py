@@ -1,0 +1,182 @@
+"""What the Face review page reads and writes, for one facecrop_etl run, without the web layer.
+
+Everything is found from the run itself: its source, destination and Airflow connection come
+from the run's conf (with the DAG's defaults), never from the browser, so a logged-in user can
+only look at photos a run of this DAG cropped, through that run's connection, and S3 is never
+reachable by anyone not logged in (no credentials or presigned URLs leave the server).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from facecrop_ops.config import deployment
+from facecrop_ops.config.run import RunParams, parse
+from facecrop_ops.dataset import corrections, manifest
+from facecrop_ops.dataset.locations import S3Location, run_dir
+from facecrop_ops.dataset.manifest import DETECTED, EXCLUDED, FALLBACK, MANUAL, MTCNN, ManifestRow
+from facecrop_ops.s3io import S3Store, client_for
+
+DAG_ID = "facecrop_etl"
+LOW_CONFIDENCE = 24  # the least confident detections a reviewer sees, as on the report page
+
+
+class NotFound(LookupError):
+    """No such run of the DAG, no manifest yet, or no such photo in the run."""
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    state: str
+    run_after: str
+    params: RunParams
+
+
+def run_params(conf: Mapping[str, Any] | None) -> RunParams:
+    """A run's params as its tasks saw them: its conf over the DAG's defaults."""
+    values = dict(conf or {})
+    if not values.get("source_uri") and deployment.SOURCE_URI:
+        values["source_uri"] = deployment.SOURCE_URI
+    return parse(values)
+
+
+def runs(limit: int = 100, run_id: str | None = None) -> list[Run]:
+    """The DAG's latest runs (or the one `run_id`) whose params parse, newest first, from
+    Airflow's database."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    out = []
+    with create_session() as session:
+        query = select(DagRun).where(DagRun.dag_id == DAG_ID)
+        query = query.where(DagRun.run_id == run_id) if run_id else query.order_by(DagRun.run_after.desc()).limit(limit)
+        for dr in session.scalars(query):
+            try:
+                params = run_params(dr.conf)
+            except ValueError:
+                continue  # a run refused for its params has nothing to review
+            out.append(Run(dr.run_id, str(dr.state), dr.run_after.isoformat() if dr.run_after else "", params))
+    return out
+
+
+def find_run(run_id: str) -> Run:
+    found = runs(run_id=run_id)
+    if not found:
+        raise NotFound(f"no run {run_id!r} of {DAG_ID}")
+    return found[0]
+
+
+_stores: dict[str, S3Store] = {}
+_manifests: dict[tuple[str, str], tuple[float, list[ManifestRow]]] = {}
+_lock = threading.Lock()
+MANIFEST_SECONDS = 30.0  # a page loads dozens of photos of one run: read its manifest once for them
+
+
+def store_for(run: Run) -> S3Store:
+    """One client per connection for the server's life (boto3 clients are thread-safe)."""
+    with _lock:
+        if run.params.aws_conn_id not in _stores:
+            _stores[run.params.aws_conn_id] = S3Store(client_for(run.params.aws_conn_id, 8), 8)
+        return _stores[run.params.aws_conn_id]
+
+
+def _manifest(run: Run, store: S3Store) -> list[ManifestRow]:
+    rd = run_dir(run.params.dest, run.run_id)
+    key = (rd.uri, run.run_id)
+    with _lock:
+        cached = _manifests.get(key)
+    if cached and time.monotonic() - cached[0] < MANIFEST_SECONDS:
+        return cached[1]
+    data = store.get_if_exists(rd.bucket, rd.key("manifest.csv"))
+    if data is None:
+        raise NotFound(f"run {run.run_id} has no manifest yet: it publishes one when its crops are done")
+    rows = manifest.loads(data.decode())
+    with _lock:
+        _manifests[key] = (time.monotonic(), rows)
+    return rows
+
+
+def items(run: Run, store: S3Store) -> dict[str, Any]:
+    """What a reviewer looks at in a run: every miss (and how it was cropped), every crop a
+    reviewer made, and the least confident detections; with each photo's latest decision, and
+    the decisions whose photo changed since (stale)."""
+    rows = _manifest(run, store)
+    latest = corrections.latest(_corrections(run.params.dest, store))
+    detected = sorted((r for r in rows if r.status == DETECTED and r.method == MTCNN and r.prob is not None),
+                      key=lambda r: (r.prob, r.source))[:LOW_CONFIDENCE]
+    chosen = [r for r in rows if r.status == FALLBACK or r.method == MANUAL or r.status == EXCLUDED] + detected
+    by_source = {r.source: r for r in rows}
+    stale = [c for c in latest.values() if c.source in by_source and by_source[c.source].etag != c.etag]
+    return {
+        "run_id": run.run_id, "source_uri": run.params.source.uri, "dest_uri": run.params.dest.uri,
+        "margins": list(run.params.settings.margins),
+        "items": [_item(r, latest.get(r.source)) for r in sorted(chosen, key=lambda r: r.source)],
+        "stale": [{"source": c.source, "decision": c.decision, "reviewer": c.reviewer, "time": c.time} for c in stale],
+    }
+
+
+def _item(row: ManifestRow, decision: corrections.Correction | None) -> dict[str, Any]:
+    kind = ("corrected" if row.method == MANUAL else "missed" if row.status == FALLBACK else "low confidence")
+    return {
+        "source": row.source, "class": row.photo_class, "status": row.status, "method": row.method, "kind": kind,
+        "prob": row.prob, "box": row.box, "crop": row.crop, "etag": row.etag, "has_face": bool(row.output),
+        "decision": None if decision is None else {"decision": decision.decision, "box": decision.box,
+                                                   "reviewer": decision.reviewer, "time": decision.time},
+    }
+
+
+def photo(run: Run, store: S3Store, source: str) -> bytes:
+    """A photo of the run, as the source bucket holds it; only photos in the run's manifest."""
+    row = next((r for r in _manifest(run, store) if r.source == source), None)
+    if row is None:
+        raise NotFound(f"{source!r} is not a photo of run {run.run_id}")
+    data = store.get_if_exists(run.params.source.bucket, run.params.source.key(source))
+    if data is None:
+        raise NotFound(f"{run.params.source.key_uri(source)} is gone")
+    return data
+
+
+def record(run: Run, store: S3Store, source: str, decision: str, box: Any, reviewer: str) -> corrections.Correction:
+    """Keep a reviewer's decision on a photo of the run: an object of its own (two reviewers at
+    once lose nothing), then corrections.csv rebuilt from all of them."""
+    row = next((r for r in _manifest(run, store) if r.source == source), None)
+    if row is None:
+        raise NotFound(f"{source!r} is not a photo of run {run.run_id}")
+    size = _size(run, store, source) if decision == corrections.BOX else None
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    made = corrections.make(source, row.etag, decision, box, reviewer, now, secrets.token_hex(4), size)
+    dest = run.params.dest
+    store.put(dest.bucket, dest.key(f"{corrections.CORRECTIONS_DIR}/{made.id}.json"), made.to_json().encode(), "application/json")
+    _rebuild_csv(dest, store)
+    return made
+
+
+def _size(run: Run, store: S3Store, source: str) -> tuple[int, int] | None:
+    from facecrop_ops.vision.imaging import header_size
+
+    return header_size(photo(run, store, source))
+
+
+def _corrections(dest: S3Location, store: S3Store) -> list[corrections.Correction]:
+    return [corrections.Correction.from_json(data) for data in store.read_all(dest.child(corrections.CORRECTIONS_DIR), ".json")]
+
+
+def _rebuild_csv(dest: S3Location, store: S3Store) -> None:
+    """corrections.csv from every decision object. A decision saved meanwhile by someone else is
+    folded in by a new round (theirs may have listed before ours existed)."""
+    seen: set[str] | None = None
+    for _ in range(5):
+        found = _corrections(dest, store)
+        ids = {c.id for c in found}
+        if ids == seen:
+            return
+        store.put_text(dest.bucket, dest.key(corrections.CORRECTIONS_CSV), corrections.to_csv(found))
+        seen = ids

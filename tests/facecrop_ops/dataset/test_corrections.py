@@ -1,0 +1,35 @@
+import pytest
+
+from facecrop_ops.dataset import corrections
+from facecrop_ops.dataset.corrections import CorrectionError, make
+
+
+def test_a_box_must_be_four_numbers_of_a_real_box_inside_the_photo():
+    good = make("p/mask1.jpg", "e1", "box", [10, 20, 110, 150], "ann", "2026-12-01T10:00:00.000+00:00", "ab", (384, 512))
+    assert good.box == (10.0, 20.0, 110.0, 150.0) and good.id == "20261201T100000.000+0000-ab"
+    for box, why in (([1, 2, 3], "four numbers"), ([10, 10, 10, 50], "is empty"), ([0, 0, 400, 50], "leaves the 384x512 photo"),
+                     (None, "four numbers"), ([True, 0, 5, 5], "four numbers")):
+        with pytest.raises(CorrectionError, match=why):
+            make("p", "e", "box", box, "ann", "t", "n", (384, 512))
+    with pytest.raises(CorrectionError, match="decision must be one of accept, box, no_face"):
+        make("p", "e", "delete", None, "ann", "t", "n")
+    assert make("p", "e", "no_face", [1, 2, 3, 4], "ann", "t", "n").box is None  # a box means nothing there
+
+
+def test_the_last_decision_counts_and_applies_only_to_the_photo_it_was_made_on():
+    first = make("a.jpg", "e1", "box", [1, 1, 50, 50], "ann", "2026-12-01T10:00:00+00:00", "1")
+    later = make("a.jpg", "e1", "no_face", None, "bob", "2026-12-01T11:00:00+00:00", "2")
+    other = make("b.jpg", "old", "box", [1, 1, 50, 50], "ann", "2026-12-01T10:00:00+00:00", "3")
+    fine = make("c.jpg", "e3", "accept", None, "ann", "2026-12-01T10:00:00+00:00", "4")
+    latest = corrections.latest([later, other, first, fine])
+    assert latest["a.jpg"] == later
+    active, stale = corrections.applicable(latest, {"a.jpg": "e1", "b.jpg": "new", "c.jpg": "e3"})
+    assert active == {"a.jpg": later} and stale == [other]  # accepting a crop changes nothing
+
+
+def test_records_round_trip_and_the_csv_keeps_formulas_as_text():
+    c = make("a.jpg", "e1", "box", [1.5, 2, 50, 60], "=cmd", "2026-12-01T10:00:00+00:00", "x")
+    assert corrections.Correction.from_json(c.to_json()) == c
+    lines = corrections.to_csv([c]).splitlines()
+    assert lines[0] == "source,etag,decision,x1,y1,x2,y2,reviewer,time,id"
+    assert lines[1] == "a.jpg,e1,box,1.5,2.0,50.0,60.0,'=cmd,2026-12-01T10:00:00+00:00,20261201T100000+0000-x"
