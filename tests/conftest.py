@@ -29,3 +29,12 @@ def dataset_dir(tmp_path: Path, sample_dataset: dict[str, bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return root
+
+
+@pytest.fixture(scope="session")
+def hard_photos() -> list:
+    """Two hard sittings of real faces (facecrop_dev.hard_sittings): 000001_astronaut, where
+    MTCNN misses four masked photos, and 000004_hopper, where it misses one."""
+    from facecrop_dev import hard_sittings
+
+    return [*hard_sittings.sitting(0), *hard_sittings.sitting(3)]

@@ -2,6 +2,7 @@
 stack that stands in for docker-compose, and the demo.
 
     samples          synthetic portraits built from a real face (scikit-image's astronaut)
+    hard_sittings    hard masked sittings of two public-domain faces, true boxes known (benchmarks)
     local_s3         moto's S3 server on 127.0.0.1, reached through an Airflow connection
     local_run        the demo: `airflow dags test` on SQLite against the local S3 (scripts/demo.sh)
     local_services   PostgreSQL, Redis and a StatsD sink as local processes
