@@ -17,7 +17,8 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
       detector             MTCNN over many photos: device, batching by size, one answer each
       mtcnn_fast           facenet's detect, exactly, faster (pyramid and crops by integrals)
       imaging              decode photos, cut, resize and encode faces, thumbnails
-      rescue               where MTCNN missed: a sibling's box, a guarded second pass (pure)
+      matching             where MTCNN missed: the sitting's upper face found by template matching
+      rescue               where MTCNN missed: which template placement, second pass or sibling box (pure)
       geometry             boxes: padding and clamping, the centre box, IoU (pure)
     reporting/
       metrics              per-class counts and the miss rate (pure)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facecrop_ops.config.crop import DEFAULTS, ENGINES, FALLBACKS, INTERPOLATIONS, Settings, SettingsError
+from facecrop_ops.config.params import PRESETS, expand_preset
 from facecrop_ops.dataset import manifest
 from facecrop_ops.dataset.naming import face_path, is_hidden, is_photo_name
 from facecrop_ops.reporting import metrics
@@ -51,15 +52,19 @@ def build_parser(prog: str = "facecrop") -> argparse.ArgumentParser:
     )
     crop.add_argument("src", metavar="SRC", type=Path, help="folder of photos (searched recursively)")
     crop.add_argument("dst", metavar="DST", type=Path, help="output folder (may equal SRC when photos sit in an 'images' folder)")
+    crop.add_argument("--preset", choices=tuple(PRESETS), default="reference",
+                      help="reference: the notebook, exactly (default); training: the best-measured crops of masked "
+                           "faces (--template-match --second-pass --fallback sibling). An option the preset sets may "
+                           "be repeated with the preset's value, not contradicted")
     geo = crop.add_argument_group("crop geometry")
     geo.add_argument("--margins", type=lambda t: _ints(t, 4, ","), default=d.margins, metavar="L,R,T,B",
                      help=f"padding around the face box (default {','.join(map(str, d.margins))})")
     geo.add_argument("--fallback-size", type=_fallback_size, default=(d.fallback_width, d.fallback_height),
                      metavar="auto|WxH", help=f"centre crop when no face is found; auto: 1.2 x the mean padded crop of "
                                           f"the run's detections (default {d.fallback_width}x{d.fallback_height})")
-    geo.add_argument("--fallback", choices=FALLBACKS, default=d.fallback,
+    geo.add_argument("--fallback", choices=FALLBACKS, default=None,
                      help="where MTCNN misses: the centre box, or the box of the same person's detected photos "
-                          f"(a person folder) (default {d.fallback})")
+                          f"(a person folder) (default {d.fallback}; sibling with --preset training)")
     geo.add_argument("--output-size", type=lambda t: _ints(t, 2, "x"), default=(d.output_width, d.output_height),
                      metavar="WxH", help=f"size of every face (default {d.output_width}x{d.output_height})")
     geo.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation)
@@ -76,13 +81,18 @@ def build_parser(prog: str = "facecrop") -> argparse.ArgumentParser:
     det.add_argument("--engine", choices=ENGINES, default=d.engine, help="fast (default) or facenet's own MTCNN.detect")
     det.add_argument("--batch-size", type=int, default=d.batch_size, help=f"photos per detector call (default {d.batch_size})")
     det.add_argument("--workers", type=int, default=d.workers, help="processes on CPU; 0 = one per core (default)")
-    det.add_argument("--second-pass", action="store_true",
+    det.add_argument("--second-pass", action="store_true", default=None,
                      help="detect missed photos again with relaxed thresholds; keep a face only where it agrees "
                           "with the same person's detected photos")
     det.add_argument("--second-pass-thresholds", type=_floats, default=d.second_pass_thresholds, metavar="P,R,O",
                      help="thresholds of the second pass (default 0.4,0.5,0.5)")
     det.add_argument("--second-pass-min-iou", type=float, default=d.second_pass_min_iou, metavar="IOU",
                      help=f"least overlap with the siblings' face box for a second-pass face (default {d.second_pass_min_iou})")
+    det.add_argument("--template-match", action="store_true", default=None,
+                     help="where MTCNN misses, find the same person's upper face from their detected normal (else "
+                          "incorrect_mask) photo by template matching; tried before the second pass")
+    det.add_argument("--template-min-score", type=float, default=d.template_min_score, metavar="SCORE",
+                     help=f"least template-matching score accepted (default {d.template_min_score})")
     crop.add_argument("--max-megapixels", type=int, default=d.max_megapixels, metavar="MP",
                       help=f"photos whose header claims more are error rows, not decoded (default {d.max_megapixels})")
     crop.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -93,14 +103,27 @@ def _fallback_size(text: str) -> tuple[int, int] | str:
     return "auto" if text.strip().lower() == "auto" else _ints(text, 2, "x")
 
 
+# Options a preset sets: None when not given, so that a preset can tell them from defaults.
+_PRESET_OPTIONS = ("fallback", "second_pass", "template_match")
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     left, right, top, bottom = args.margins
     auto = args.fallback_size == "auto"
     width, height = (DEFAULTS.fallback_width, DEFAULTS.fallback_height) if auto else args.fallback_size
+    given = {name: getattr(args, name) for name in _PRESET_OPTIONS if getattr(args, name) is not None}
+    chosen, problems = expand_preset(args.preset, given, frozenset(given))
+    if problems:
+        problem = "; ".join(p.replace("preset=", "--preset ").replace("use preset 'reference'", "use --preset reference")
+                            for p in problems)
+        raise SettingsError(f"bad option: {problem}")
+    chosen = {name: chosen.get(name, getattr(DEFAULTS, name)) for name in _PRESET_OPTIONS}
     return Settings(
         margin_left=left, margin_right=right, margin_top=top, margin_bottom=bottom,
         fallback_width=width, fallback_height=height, fallback_size="auto" if auto else "fixed",
-        fallback=args.fallback, second_pass=args.second_pass, second_pass_thresholds=tuple(args.second_pass_thresholds),
+        fallback=chosen["fallback"], second_pass=chosen["second_pass"], template_match=chosen["template_match"],
+        template_min_score=args.template_min_score,
+        second_pass_thresholds=tuple(args.second_pass_thresholds),
         second_pass_min_iou=args.second_pass_min_iou,
         output_width=args.output_size[0], output_height=args.output_size[1],
         interpolation=args.interpolation, jpeg_quality=args.jpeg_quality,

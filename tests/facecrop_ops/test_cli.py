@@ -168,3 +168,36 @@ def test_a_pixel_bomb_in_the_folder_is_an_error_row_and_the_run_goes_on(dataset_
     assert rows["train/images/000001_male_White_47/mask2.jpg"]["error"].startswith("too large to decode: 20000x15000 px")
     assert sum(r["status"] != "error" for r in rows.values()) == len(rows) - 3  # the bomb, the empty photo, the non-image
     assert bomb.read_bytes() == hostile.jpeg_claiming(20000, 15000)
+
+
+def test_preset_training_turns_on_the_best_measured_rescues_and_refuses_a_contradiction(tmp_path):
+    from facecrop_ops.cli import build_parser, settings_from_args
+    from facecrop_ops.config.crop import Settings
+
+    def settings(*argv):
+        return settings_from_args(build_parser().parse_args(["crop", "src", "dst", *argv]))
+
+    training = settings("--preset", "training")
+    assert (training.template_match, training.second_pass, training.fallback) == (True, True, "sibling")
+    assert training.fingerprint() == Settings(template_match=True, second_pass=True, fallback="sibling").fingerprint()
+    assert settings("--preset", "training", "--fallback", "sibling", "--second-pass") == training  # the same values: fine
+    assert settings() == settings("--preset", "reference") == Settings()
+    result = run_cli("crop", str(tmp_path), str(tmp_path / "out"), "--preset", "training", "--fallback", "centre")
+    assert result.returncode == 2
+    assert "fallback='centre' contradicts --preset 'training', which sets fallback='sibling'" in result.stderr
+
+
+def test_a_training_run_of_the_cli_finds_masked_faces_by_template(hard_photos, tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    for p in hard_photos:
+        (src / p.key).parent.mkdir(parents=True, exist_ok=True)
+        (src / p.key).write_bytes(p.data)
+    result = run_cli("crop", str(src), str(out), "--preset", "training", "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = manifest.loads((out / "manifest.csv").read_text())
+    assert sorted(r.source for r in rows if r.method == "template") == [
+        "train/images/000001_astronaut/mask1.jpg", "train/images/000001_astronaut/mask3.jpg",
+        "train/images/000001_astronaut/mask4.jpg", "train/images/000001_astronaut/mask5.jpg",
+        "train/images/000004_hopper/mask2.jpg"]
+    assert {r.method for r in rows if r.status == "detected"} == {"mtcnn"}
+    assert "rescued by method: template 5, second_pass 0, sibling 0" in result.stdout

@@ -29,6 +29,10 @@ class SettingsError(ValueError):
 
 
 NOT_SHAPING = ("device", "workers", "max_megapixels")
+# Knobs added after runs were recorded: left at their default they shape faces as before, so
+# they count in the fingerprint only when set (a default run's fingerprint, and the faces the
+# next run may reuse, stay as they were).
+ADDED_LATER = ("template_match", "template_min_score")
 
 
 def _default(name: str) -> Any:
@@ -63,6 +67,8 @@ class Settings:
     second_pass: bool = _default("second_pass")
     second_pass_thresholds: tuple[float, float, float] = _default("second_pass_thresholds")
     second_pass_min_iou: float = _default("second_pass_min_iou")
+    template_match: bool = _default("template_match")
+    template_min_score: float = _default("template_min_score")
     max_megapixels: int = _default("max_megapixels")
 
     @property
@@ -76,7 +82,7 @@ class Settings:
     @property
     def uses_siblings(self) -> bool:
         """Whether a photo's crop may depend on the other photos of its person folder."""
-        return self.fallback == "sibling" or self.second_pass
+        return self.fallback == "sibling" or self.second_pass or self.template_match
 
     def check(self, source: str = "setting") -> Settings:
         """Raise one SettingsError listing every problem, or return self. `source` names where
@@ -110,8 +116,10 @@ class Settings:
     def fingerprint(self) -> str:
         """A short hash of the knobs that shape the faces (not where or how fast they are
         computed: device and workers; nor the bound on a photo's size, whose refusals are
-        tried again), to tell runs with different settings apart."""
-        shaping = {k: v for k, v in self.as_dict().items() if k not in NOT_SHAPING}
+        tried again), to tell runs with different settings apart. A preset is expanded
+        before Settings exist, so its effective knobs are what is hashed."""
+        shaping = {k: v for k, v in self.as_dict().items()
+                   if k not in NOT_SHAPING and not (k in ADDED_LATER and v == PARAMS[k].default)}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facecrop_ops.config.crop import Settings
-from facecrop_ops.config.params import FORM_PARAMS, closest
+from facecrop_ops.config.params import FORM_PARAMS, closest, expand_preset
 from facecrop_ops.dataset.locations import S3Location, parse_s3_uri
 
 
@@ -37,7 +37,10 @@ class RunParams:
 
 def parse(params: Mapping[str, Any]) -> RunParams:
     """Every value is judged by its param's JSON schema in config.params, as the trigger form
-    judges it; a param left out (or null where the form allows it) takes its default."""
+    judges it; a param left out (or null where the form allows it) takes its default. Then
+    `preset` is expanded into the params it sets (config.params.expand_preset: the form sends
+    every field, so a param at its default takes the preset's value, and one set to another
+    value than the preset's is refused)."""
     problems, values = [], {}
     known = [spec.name for spec in FORM_PARAMS]
     for name in sorted(set(params) - set(known)):
@@ -50,6 +53,8 @@ def parse(params: Mapping[str, Any]) -> RunParams:
             problems.append(problem)
         values[spec.name] = spec.coerce(value)
     source = dest = settings = None
+    if not problems:
+        values, problems = expand_preset(values["preset"], values)
     if not problems:
         source = parse_s3_uri(values["source_uri"], "source_uri")
         dest = parse_s3_uri(values["dest_uri"], "dest_uri") if values["dest_uri"] else source

@@ -18,9 +18,12 @@ COLUMNS = (
 DETECTED, FALLBACK, ERROR, EXCLUDED = "detected", "fallback", "error", "excluded"
 STATUSES = (DETECTED, FALLBACK, ERROR, EXCLUDED)
 # What produced a crop. status says what the first detection pass found (fallback = a miss);
-# method says how the crop was then made: the detection, a guarded second pass, a sibling's
-# box, the centre box, or a reviewer's box (manual; also on excluded rows). Error rows have none.
-MTCNN, SECOND_PASS, SIBLING, CENTRE, MANUAL = "mtcnn", "second_pass", "sibling", "centre", "manual"
+# method says how the crop was then made: the detection, the sitting's face found by template
+# matching, a guarded second pass, a sibling's box, the centre box, or a reviewer's box (manual;
+# also on excluded rows). Error rows have none.
+MTCNN, TEMPLATE, SECOND_PASS, SIBLING, CENTRE, MANUAL = "mtcnn", "template", "second_pass", "sibling", "centre", "manual"
+# Misses whose face was found (template, second_pass) or borrowed (sibling): "rescued".
+RESCUES = (TEMPLATE, SECOND_PASS, SIBLING)
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class ManifestRow:
     crop: tuple[int, int, int, int] | None = None  # the integer box actually cropped
     error: str = ""
     faces: int = 0  # faces MTCNN found; the crop uses the first
-    method: str = ""  # MTCNN, SECOND_PASS, SIBLING or CENTRE; "" for error rows
+    method: str = ""  # MTCNN, TEMPLATE, SECOND_PASS, SIBLING or CENTRE; "" for error rows
     etag: str = ""  # the source object's ETag when it was cropped: what an incremental run compares
     face_etag: str = ""  # the face object's ETag as uploaded: a face overwritten since is not reused
     reused: bool = False  # taken from the last run instead of cropped again

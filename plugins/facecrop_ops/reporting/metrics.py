@@ -6,7 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from facecrop_ops.dataset.manifest import DETECTED, ERROR, FALLBACK, MANUAL, SECOND_PASS, SIBLING, ManifestRow
+from facecrop_ops.dataset.manifest import (
+    DETECTED,
+    ERROR,
+    FALLBACK,
+    MANUAL,
+    RESCUES,
+    SECOND_PASS,
+    SIBLING,
+    TEMPLATE,
+    ManifestRow,
+)
 from facecrop_ops.dataset.naming import CLASSES, UNLABELED
 
 ALL = "all"
@@ -18,9 +28,13 @@ class ClassMetrics:
     detected: int
     fallback: int
     errors: int
-    rescued: int = 0  # misses whose crop came from a second pass or a sibling, not the centre box
+    rescued: int = 0  # misses whose crop came from template matching, a second pass or a sibling, not the centre box
     reused: int = 0  # taken from the last run (same photo, same settings); the rest were cropped now
     corrected: int = 0  # a reviewer's box or "no usable face" applied (method manual)
+    # `rescued` by method: found by template matching or by a second pass, or a sibling's box
+    rescued_template: int = 0
+    rescued_second_pass: int = 0
+    rescued_sibling: int = 0
 
     @property
     def miss_rate(self) -> float | None:
@@ -35,21 +49,27 @@ class ClassMetrics:
         return out
 
 
+_COUNTS = 10
+
+
 def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
     """Metrics for each class present, in the dataset's class order, then `all`."""
     counts: dict[str, list[int]] = {}
     for row in rows:
-        c = counts.setdefault(row.photo_class, [0, 0, 0, 0, 0, 0, 0])
+        c = counts.setdefault(row.photo_class, [0] * _COUNTS)
         c[0] += 1
         c[1] += row.status == DETECTED
         c[2] += row.status == FALLBACK
         c[3] += row.status == ERROR
-        c[4] += row.status == FALLBACK and row.method in (SECOND_PASS, SIBLING)
+        c[4] += row.status == FALLBACK and row.method in RESCUES
         c[5] += row.reused
         c[6] += row.method == MANUAL
+        c[7] += row.status == FALLBACK and row.method == TEMPLATE
+        c[8] += row.status == FALLBACK and row.method == SECOND_PASS
+        c[9] += row.status == FALLBACK and row.method == SIBLING
     order = [c for c in (*CLASSES, UNLABELED) if c in counts] + sorted(set(counts) - {*CLASSES, UNLABELED})
     out = {name: ClassMetrics(*counts[name]) for name in order}
-    out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(7)))
+    out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(_COUNTS)))
     return out
 
 
@@ -57,6 +77,7 @@ def as_json(metrics: dict[str, ClassMetrics]) -> dict[str, dict[str, float | int
     return {name: m.as_dict() for name, m in metrics.items()}
 
 
+# The gauges' fields (their names are what dashboards query: new counts go to metrics.json only).
 FIELDS = ("images", "detected", "fallback", "errors", "rescued", "reused", "corrected", "miss_rate")
 
 
@@ -79,4 +100,8 @@ def table(metrics: dict[str, ClassMetrics]) -> str:
         rate = "-" if m.miss_rate is None else f"{m.miss_rate:.1%}"
         lines.append(f"{name:<16}{m.images:>8}{m.detected:>10}{m.fallback:>10}{m.rescued:>9}{m.errors:>8}{rate:>11}"
                      f"{m.reused:>8}{m.corrected:>11}")
+    total = metrics.get(ALL)
+    if total is not None and total.rescued:
+        lines.append(f"rescued by method: template {total.rescued_template}, second_pass {total.rescued_second_pass}, "
+                     f"sibling {total.rescued_sibling}")
     return "\n".join(lines)

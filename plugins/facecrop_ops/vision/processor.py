@@ -42,13 +42,22 @@ from facecrop_ops.dataset.manifest import (
     MTCNN,
     SECOND_PASS,
     SIBLING,
+    TEMPLATE,
     ManifestRow,
 )
 from facecrop_ops.dataset.naming import person_folder, photo_class
 from facecrop_ops.vision.detector import Detection, Detector, resolve_device
-from facecrop_ops.vision.geometry import Box, FaceBox, fallback_box, padded_box
+from facecrop_ops.vision.geometry import Box, FaceBox, fallback_box, padded_box, scale_box
 from facecrop_ops.vision.imaging import BadPhoto, cut_face, decode_rgb, encode_face, pixel_count
-from facecrop_ops.vision.rescue import Found, agreeing, auto_fallback_size, reference_box
+from facecrop_ops.vision.rescue import (
+    Found,
+    Placement,
+    accepted_placement,
+    agreeing,
+    auto_fallback_size,
+    reference_box,
+    template_sources,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +204,16 @@ class _Cropper:
 
     def _choose(self, decoded: list[_Decoded], found: list[Detection | None | str]) -> list[_Choice | str | None]:
         """Each photo's face box: a reviewer's box when there is one; else its detection; for a
-        miss, a guarded second pass or a sibling's box when those options are on (a chunk holds
-        whole person folders then), else the centre box. Errors stay as they are (a reason, or
-        None for unreadable)."""
-        s = self.settings
+        miss, when those options are on (a chunk holds whole person folders then), the sitting's
+        face found by template matching, a guarded second pass, or a sibling's box; else the
+        centre box. A face MTCNN found is never changed by a rescue. Errors stay as they are (a
+        reason, or None for unreadable)."""
         choices: list[_Choice | str | None] = [
             f if isinstance(f, str) or d.rgb is None
             else _Choice(None, CENTRE) if f is None else _Choice(f.box, MTCNN, f.prob, f.faces, found=True)
             for d, f in zip(decoded, found)
         ]
-        if s.uses_siblings:
+        if self.settings.uses_siblings:
             self._rescue(decoded, choices)
         # A reviewer's box wins over everything; the status still says what detection found.
         for i, d in enumerate(decoded):
@@ -213,23 +222,31 @@ class _Cropper:
         return choices
 
     def _rescue(self, decoded: list[_Decoded], choices: list[_Choice | str | None]) -> None:
-        """For a miss, a guarded second pass or a sibling's box, when those options are on."""
+        """For each miss: the sitting's face by template matching, a guarded second pass or a
+        sibling's box, as the options say."""
         s = self.settings
         folders: dict[str, list[int]] = defaultdict(list)
         for i, d in enumerate(decoded):
             folder = person_folder(d.photo.source)
             if folder is not None and isinstance(choices[i], _Choice):
                 folders[folder].append(i)
-        references: dict[int, FaceBox] = {}
+        references: dict[int, tuple[FaceBox, list[tuple[Found, int]]]] = {}
         for members in folders.values():
-            siblings = [Found(photo_class(decoded[i].photo.source), choices[i].box, decoded[i].size)
+            detected = [(Found(photo_class(decoded[i].photo.source), choices[i].box, decoded[i].size), i)
                         for i in members if choices[i].method == MTCNN]
+            siblings = [f for f, _ in detected]
+            templates = [(f, i) for t in template_sources(siblings) for f, i in detected if f is t]
             for i in members:
                 if choices[i].method == CENTRE:
                     ref = reference_box(siblings, decoded[i].size)
                     if ref is not None:
-                        references[i] = ref
-        for i, ref in references.items():
+                        references[i] = (ref, templates)
+        for i, (ref, templates) in references.items():
+            if s.template_match and templates:
+                placed = self._match(decoded, i, templates)
+                if placed is not None:
+                    choices[i] = _Choice(placed.box, TEMPLATE, placed.score)
+                    continue
             if self.relaxed is not None:
                 try:
                     (candidates,) = self.relaxed.candidates([decoded[i].rgb])
@@ -241,6 +258,32 @@ class _Cropper:
                     continue
             if s.fallback == "sibling":
                 choices[i] = _Choice(ref, SIBLING)
+
+    def _match(self, decoded: list[_Decoded], i: int, templates: list[tuple[Found, int]]) -> Placement | None:
+        """The sitting's face on missed photo i: each template sibling's upper face matched
+        near where that sibling's box lies, until `accepted_placement` takes one."""
+        from facecrop_ops.vision.matching import grey, match_face
+
+        target = decoded[i]
+        placements: list[Placement] = []
+        try:
+            photo = grey(target.rgb)
+            for sibling, j in templates:
+                reference, box = decoded[j].rgb, sibling.box
+                if sibling.size != target.size:  # same framing, another size: bring it to this one's
+                    import cv2
+
+                    reference = cv2.resize(reference, target.size, interpolation=cv2.INTER_AREA)
+                    box = scale_box(box, sibling.size, target.size)
+                found = match_face(photo, reference, box, box)
+                if found is not None:
+                    placements.append(Placement(sibling.photo_class, found.box, found.score))
+                    accepted = accepted_placement(placements, self.settings.template_min_score)
+                    if accepted is not None:
+                        return accepted
+        except Exception:  # noqa: BLE001 - a failed match leaves the other rescues to try
+            log.warning("template matching failed on %s", target.photo.source, exc_info=True)
+        return None
 
     def run(self, chunks: Iterable[Sequence[Photo]]) -> Iterator[list[CropResult]]:
         """Decode chunk i+1 and encode chunk i-1 in threads while chunk i is detected."""

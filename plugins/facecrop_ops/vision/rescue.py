@@ -1,9 +1,11 @@
-"""Better crops where MTCNN misses, decided from boxes alone (pure).
+"""Better crops where MTCNN misses, decided from boxes and scores alone (pure).
 
 A person folder holds one sitting: seven photos of one person, so a face MTCNN missed (a
 mask hides half of it) is nearly where the same person's other photos show it. These rules
-turn the detected siblings into a reference face box, judge a relaxed second detection
-against it, and size the centre box from a run's detections.
+turn the detected siblings into a reference face box, say whose faces are matched onto a
+missed photo (`vision.matching` does the matching) and which placement is taken, judge a
+relaxed second detection against the reference box, and size the centre box from a run's
+detections.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ from facecrop_ops.vision.geometry import Box, FaceBox, iou, median_box, scale_bo
 SIBLING_PREFERENCE = ("normal", "incorrect_mask")
 # The reference centre box is 1.2 x the mean padded crop of the original data's detections.
 AUTO_FALLBACK_FACTOR = 1.2
+# Whose upper face is matched onto a missed photo: the bare face, then the one whose mask is
+# below the nose (its eyes, brows and hair are bare too). A masked photo's is not: its mask may
+# reach up into the part matched.
+TEMPLATE_CLASSES = SIBLING_PREFERENCE
+# Two templates that put the face at the same place (boxes overlapping by AGREEING_MIN_IOU)
+# are two witnesses: each needs less. Chosen like the single threshold (config.params
+# TEMPLATE_MIN_SCORE), on found photos of the calibration sittings: above every agreeing pair
+# whose placement missed the true face.
+AGREEING_MIN_IOU = 0.5
+AGREEING_MIN_SCORE = 0.83
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,39 @@ def reference_box(siblings: Sequence[Found], size: tuple[int, int]) -> FaceBox |
     if not chosen:
         return None
     return median_box([scale_box(f.box, f.size, size) for f in chosen])
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one sibling's upper face matched best on a missed photo, and how well (-1..1)."""
+
+    photo_class: str
+    box: FaceBox
+    score: float
+
+
+def template_sources(siblings: Sequence[Found]) -> list[Found]:
+    """The detected siblings whose faces are matched, in the order tried: at most one each of
+    TEMPLATE_CLASSES."""
+    out = []
+    for cls in TEMPLATE_CLASSES:
+        out.extend([f for f in siblings if f.photo_class == cls][:1])
+    return out
+
+
+def accepted_placement(placements: Sequence[Placement], min_score: float,
+                       agreeing_score: float = AGREEING_MIN_SCORE) -> Placement | None:
+    """The placement a crop is built on, or None: the first (in TEMPLATE_CLASSES order) that
+    scores `min_score`; else, when two templates put the face at the same place, the better
+    of the two if both score `agreeing_score`. Never a placement below both bars."""
+    for p in placements:
+        if p.score >= min_score:
+            return p
+    for i, a in enumerate(placements):
+        for b in placements[i + 1:]:
+            if min(a.score, b.score) >= agreeing_score and iou(a.box, b.box) >= AGREEING_MIN_IOU:
+                return max((a, b), key=lambda p: p.score)
+    return None
 
 
 def agreeing(candidates: Sequence[tuple[FaceBox, float]], reference: FaceBox | None, min_iou: float) -> tuple[FaceBox, float] | None:

@@ -48,3 +48,12 @@ def test_bad_values_are_refused(bad):
 def test_round_trip_through_json_values():
     s = Settings(min_face_size=40, thresholds=(0.5, 0.6, 0.7), device="cuda:1")
     assert Settings.from_mapping(s.as_dict()) == s
+
+
+def test_the_fingerprint_of_default_settings_is_the_one_runs_recorded_before_template_matching():
+    # A run with defaults after the upgrade keeps the fingerprint its last run recorded, so an
+    # incremental run still reuses its faces; setting the new knobs changes it.
+    assert Settings().fingerprint() == "bd8e4fe85c45"
+    assert Settings(template_match=True).fingerprint() != Settings().fingerprint()
+    assert Settings(template_min_score=0.9).fingerprint() != Settings().fingerprint()
+    assert Settings(template_match=True).uses_siblings and not Settings().uses_siblings

@@ -39,3 +39,28 @@ def test_csvs_may_be_uris_or_names_under_the_dataset_root():
     for bad in ("/abs/x.csv", "../up.csv", "x.txt", "http://h/x.csv"):
         with pytest.raises(ParamsError, match="csv_uris entry"):
             parse({"source_uri": "s3://data/masks", "csv_uris": [bad]})
+
+
+def test_preset_training_expands_into_the_settings_and_their_fingerprint():
+    from facecrop_ops.config.crop import Settings
+
+    training = parse({"source_uri": "s3://data/raw", "preset": "training"}).settings
+    assert (training.template_match, training.second_pass, training.fallback) == (True, True, "sibling")
+    assert training == Settings(template_match=True, second_pass=True, fallback="sibling")
+    assert training.fingerprint() != Settings().fingerprint()
+    assert parse({"source_uri": "s3://data/raw", "preset": "reference"}).settings == Settings()
+    # params the preset does not set keep their values
+    tuned = parse({"source_uri": "s3://data/raw", "preset": "training", "template_min_score": 0.9, "min_face_size": 40})
+    assert (tuned.settings.template_min_score, tuned.settings.min_face_size, tuned.settings.template_match) == (0.9, 40, True)
+
+
+def test_a_value_that_contradicts_the_preset_is_refused_with_both_named():
+    from facecrop_ops.config.params import expand_preset
+
+    values, problems = expand_preset("training", {"fallback": "centre", "second_pass": True}, frozenset({"fallback"}))
+    assert problems == ["fallback='centre' contradicts preset='training', which sets fallback='sibling': leave fallback "
+                        "out, or use preset 'reference' and set each option"]
+    # The trigger form sends every field: a value at its default is the preset's to set.
+    values, problems = expand_preset("training", {"fallback": "centre", "second_pass": False, "template_match": False})
+    assert problems == [] and (values["fallback"], values["second_pass"], values["template_match"]) == ("sibling", True, True)
+    assert expand_preset("reference", {"fallback": "sibling"}) == ({"fallback": "sibling"}, [])

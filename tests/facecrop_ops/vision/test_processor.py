@@ -288,3 +288,36 @@ def test_auto_centre_crops_are_sized_by_the_detections_and_come_last(sittings):
     for r in centre:
         x1, y1, x2, y2 = r.row.crop
         assert (x2 - x1, y2 - y1) == size and decode_rgb(r.face).shape == (280, 210, 3)
+
+
+def test_template_matching_finds_the_misses_and_changes_no_face_mtcnn_found(hard_photos):
+    from facecrop_ops.reporting import metrics
+    from facecrop_ops.vision.geometry import iou
+
+    photos = [Photo(p.key, face_path(p.key), data=p.data) for p in hard_photos]
+    truth = {p.key: p.true_box for p in hard_photos}
+    reference = {r.row.source: r for r in crop_photos(photos, Settings(device="cpu", workers=1))}
+    found = {r.row.source: r for r in crop_photos(photos, Settings(device="cpu", workers=2, template_match=True))}
+    missed = sorted(k for k, r in reference.items() if r.row.status == "fallback")
+    assert len(missed) == 5
+    for k in missed:
+        row = found[k].row
+        assert (row.status, row.method) == ("fallback", "template")  # status still says what the first pass found
+        assert iou(row.box, truth[k]) >= 0.5 and row.prob >= Settings().template_min_score
+        assert decode_rgb(found[k].face).shape == (280, 210, 3)
+    for k, r in reference.items():
+        if k not in missed:  # every face MTCNN found: the same row, the same bytes
+            assert (found[k].row, found[k].face) == (r.row, r.face)
+    totals = metrics.per_class(r.row for r in found.values())["all"]
+    assert (totals.fallback, totals.rescued, totals.rescued_template) == (5, 5, 5)
+
+
+def test_the_training_preset_crops_every_face_mtcnn_found_as_the_reference_does(hard_photos):
+    from facecrop_ops.config.params import PRESETS
+
+    photos = [Photo(p.key, face_path(p.key), data=p.data) for p in hard_photos if p.photo_class in ("normal", "mask1")]
+    reference = list(crop_photos(photos, Settings(device="cpu", workers=1)))
+    training = list(crop_photos(photos, Settings(device="cpu", workers=1, **PRESETS["training"])))
+    normal = [(r.row, r.face) for r in reference if r.row.photo_class == "normal"]
+    assert normal and normal == [(r.row, r.face) for r in training if r.row.photo_class == "normal"]
+    assert {r.row.method for r in training if r.row.status == "fallback"} <= {"template", "second_pass", "sibling"}

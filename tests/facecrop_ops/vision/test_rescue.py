@@ -1,7 +1,16 @@
 import pytest
 
 from facecrop_ops.vision.geometry import Box, iou, median_box, scale_box
-from facecrop_ops.vision.rescue import Found, agreeing, auto_fallback_size, reference_box
+from facecrop_ops.vision.rescue import (
+    AGREEING_MIN_SCORE,
+    Found,
+    Placement,
+    accepted_placement,
+    agreeing,
+    auto_fallback_size,
+    reference_box,
+    template_sources,
+)
 
 
 def test_iou_scale_and_median():
@@ -39,3 +48,29 @@ def test_a_second_pass_face_is_taken_only_where_it_agrees_with_the_siblings():
 def test_auto_fallback_size_is_how_the_reference_256x340_was_derived():
     assert auto_fallback_size([Box(0, 0, 213, 283), Box(10, 10, 223, 293)]) == (256, 340)
     assert auto_fallback_size([Box(5, 5, 5, 9)]) is None and auto_fallback_size([]) is None
+
+
+def test_templates_come_from_the_bare_face_then_the_loose_mask_never_a_covered_nose():
+    size = (384, 512)
+    mask1, loose, bare = Found("mask1", (10, 10, 50, 50), size), Found("incorrect_mask", (20, 20, 60, 60), size), \
+        Found("normal", (30, 30, 70, 70), size)
+    assert template_sources([mask1, loose, bare]) == [bare, loose]
+    assert template_sources([mask1, loose]) == [loose]
+    assert template_sources([mask1]) == []
+
+
+def test_a_placement_is_taken_above_the_score_or_where_two_templates_agree():
+    face, bar = (100, 100, 200, 220), 0.85
+    assert AGREEING_MIN_SCORE < 0.84 < bar
+    strong, weak = Placement("normal", face, 0.9), Placement("normal", face, 0.84)
+    near = Placement("incorrect_mask", (104, 98, 204, 222), 0.835)
+    elsewhere = Placement("incorrect_mask", (100, 300, 200, 420), 0.84)
+    assert accepted_placement([strong], bar) == strong
+    assert accepted_placement([weak], bar) is None
+    second = Placement("incorrect_mask", (300, 100, 400, 220), 0.86)
+    assert accepted_placement([weak, second], bar) == second  # the next template, alone above the score
+    assert accepted_placement([weak, near], bar) == weak  # two witnesses at one place: the better one
+    assert accepted_placement([weak, elsewhere], bar) is None  # they disagree: neither
+    below = Placement("incorrect_mask", near.box, AGREEING_MIN_SCORE - 0.01)
+    assert accepted_placement([weak, below], bar) is None
+    assert accepted_placement([], bar) is None
