@@ -41,10 +41,12 @@ def test_the_wheel_holds_the_library_its_template_and_the_console_script_and_no_
     names = zipfile.ZipFile(wheel).namelist()
     modules = {n for n in names if n.endswith(".py")}
     assert modules == {p.relative_to(REPO / "plugins").as_posix() for p in (REPO / "plugins/facecrop_ops").rglob("*.py")}
-    assert "facecrop_ops/reporting/templates/report.html.j2" in names
+    assert {"facecrop_ops/reporting/templates/report.html.j2", "facecrop_ops/review/templates/review.html.j2"} <= set(names)
     assert not [n for n in names if n.startswith(("facecrop_dev", "tests", "benchmarks"))]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "facecrop = facecrop_ops.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    entry_points = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "facecrop = facecrop_ops.cli:main" in entry_points
+    assert "facecrop_review = facecrop_ops.review.plugin:FaceReviewPlugin" in entry_points  # how Airflow finds the plugin
 
 
 def test_the_image_copies_no_dev_tooling_into_what_runs():

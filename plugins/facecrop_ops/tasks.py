@@ -2,9 +2,12 @@
 
 The DAG file only wires these together, so each step runs and is tested without a
 scheduler. Everything a run writes besides faces and published CSVs goes under
-`<dest>/_facecrop/runs/<run_id>/`: plan.json, shards/<plan id>/NNNNN.json (a shard's photo
-keys), shards/<plan id>/NNNNN.manifest.csv (written last by a shard: its "done" mark),
-manifest.csv, rejects.csv, metrics.json and report.html; `<dest>/_facecrop/history.csv`.
+`<dest>/_facecrop/runs/<run_id>/`: plan.json; under shards/<plan id>/, NNNNN.json (a shard's
+photo keys and reviewers' boxes), NNNNN.manifest.csv (written last by a shard: its "done"
+mark), NNNNN.partial.csv (the rows a failed try finished), reused.csv, gone.csv and
+refused.csv (the photos the plan refused or a reviewer excluded); manifest.csv, rejects.csv,
+metrics.json and report.html. Under `<dest>/_facecrop/`: history.csv, index.json and the
+reviewers' corrections.
 
 Errors a retry cannot fix (bad params, no photos, a missing CSV or bucket, access denied)
 raise ParamsError, RunError or StorageError; anything else (S3 throttling, timeouts, a
@@ -84,11 +87,13 @@ def _shard_key(rd: S3Location, plan_id: str, index: int, suffix: str) -> str:
     return rd.key(f"shards/{plan_id}/{index:05d}{suffix}")
 
 
-def _plan_id(rp: RunParams, shards: list[list[str]], etags: Mapping[str, str]) -> str:
-    """What the shards' results depend on: where, the settings that shape faces, and each
-    photo's key and content (ETag), in shard order."""
-    what = {"source": rp.source.uri, "dest": rp.dest.uri, "settings": rp.settings.fingerprint(),
-            "shards": [[(k, etags[k]) for k in shard] for shard in shards]}
+def _plan_id(rp: RunParams, shards: list[list[str]], etags: Mapping[str, str], manual: Mapping[str, str]) -> str:
+    """What the shards' results depend on: where, every setting of the crop (not only those
+    that shape faces: a photo refused over max_megapixels may be cropped under another), each
+    photo's key and content (ETag) in shard order, and the reviewers' boxes applied."""
+    settings = {k: v for k, v in rp.settings.as_dict().items() if k not in ("device", "workers")}
+    what = {"source": rp.source.uri, "dest": rp.dest.uri, "settings": settings,
+            "shards": [[(k, etags[k], manual.get(k, "")) for k in shard] for shard in shards]}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -152,14 +157,19 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
     active, stale = corrections.applicable(_corrections(rp.dest, store), etags)
     excluded = {k: c for k, c in active.items() if c.decision == corrections.NO_FACE and k not in refused}
     manual = {k: c for k, c in active.items() if c.decision == corrections.BOX and k not in refused}
-    photos = {k: etags[k] for k in listing.photos if k not in refused and k not in excluded}
+    left_out = {
+        **{k: ManifestRow(k, "", photo_class(k), ERROR, error=reason, etag=etags[k]) for k, reason in refused.items()},
+        **{k: ManifestRow(k, "", photo_class(k), EXCLUDED, error=f"marked 'no usable face' by {c.reviewer} at {c.time}",
+                          method=MANUAL, etag=etags[k], correction=c.id) for k, c in excluded.items()},
+    }
+    photos = {k: etags[k] for k in listing.photos if k not in left_out}
     index_run, previous, faces, reuse = _index(rp, index_doc, listing.images_roots, store)
     decision = incremental.decide(photos, previous, faces, reuse=reuse, whole_folders=rp.settings.uses_siblings,
-                                  corrections={k: c.id for k, c in manual.items()})
-    gone = [r for r in decision.gone if r.source not in refused and r.source not in excluded]  # not deleted: left out
+                                  corrections={k: c.id for k, c in manual.items()}, left_out=left_out)
+    gone = decision.gone
     shards = make_shards(decision.todo, rp.photos_per_shard, rp.max_shards,
                          whole_folders=rp.settings.uses_siblings) if decision.todo else []
-    plan_id = _plan_id(rp, shards, etags)
+    plan_id = _plan_id(rp, shards, etags, {k: c.id for k, c in manual.items()})
     rd = run_dir(rp.dest, run_id)
     for i, keys in enumerate(shards):
         reviewed = {k: {"box": manual[k].box, "id": manual[k].id} for k in keys if k in manual}
@@ -167,18 +177,14 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
                        json.dumps({"photos": keys, "etags": [etags[k] for k in keys], "manual": reviewed}), "application/json")
     store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/reused.csv"), manifest.dumps(decision.reused))
     store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/gone.csv"), manifest.dumps(gone))
-    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/refused.csv"), manifest.dumps([
-        *(ManifestRow(k, "", photo_class(k), ERROR, error=reason, etag=etags[k]) for k, reason in refused.items()),
-        *(ManifestRow(k, "", photo_class(k), EXCLUDED, error=f"marked 'no usable face' by {c.reviewer} at {c.time}",
-                      method=MANUAL, etag=etags[k], correction=c.id) for k, c in excluded.items()),
-    ]))
+    store.put_text(rd.bucket, rd.key(f"shards/{plan_id}/refused.csv"), manifest.dumps(left_out.values()))
     plan_doc = {
         "run_id": run_id, "plan_id": plan_id, "source_uri": rp.source.uri, "dest_uri": rp.dest.uri, "csv_uris": csv_uris,
         "images_roots": listing.images_roots, "photos": len(listing.photos), "shards": len(shards),
         "to_crop": len(decision.todo), "reused": len(decision.reused), "gone": len(gone), "index_run": index_run,
         "refused": len(refused), "corrected": len(manual) + len(excluded),
         "stale_corrections": [{"source": c.source, "decision": c.decision, "reviewer": c.reviewer, "time": c.time} for c in stale],
-        "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos,
+        "skipped_hidden": listing.hidden, "skipped_not_photos": listing.not_photos, "skipped_faces": listing.faces,
         "settings": rp.settings.as_dict(),
     }
     store.put_text(rd.bucket, rd.key("plan.json"), json.dumps(plan_doc, indent=2), "application/json")
@@ -191,7 +197,8 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
     for c in stale:
         log.warning("stale correction: %s changed since %s reviewed it (%s at %s); not applied: review it again",
                     rp.source.key_uri(c.source), c.reviewer, c.decision, c.time)
-    for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos)):
+    for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos),
+                       ("face under a 'faces' folder (not a photo)", listing.faces)):
         if keys:
             log.warning("skipping %d %s(s), e.g. %s", len(keys), what, keys[0])
     for key, reason in list(refused.items())[:10]:
@@ -202,7 +209,7 @@ def plan(params: Mapping[str, Any], run_id: str, store: S3Store) -> list[dict[st
 
 def _corrections(dest: S3Location, store: S3Store) -> dict[str, corrections.Correction]:
     """The reviewers' latest decision on each photo, from the objects the review page wrote."""
-    return corrections.latest(map(corrections.Correction.from_json, store.read_all(dest.child(corrections.CORRECTIONS_DIR), ".json")))
+    return corrections.latest(corrections.parse_all(store.read_all(dest.child(corrections.CORRECTIONS_DIR), ".json")))
 
 
 def _index(rp: RunParams, doc: Mapping[str, Any] | None, images_roots: list[str], store: S3Store,
@@ -463,7 +470,7 @@ def record_metrics(
 ) -> dict[str, Any]:
     """Per-class metrics from the run's manifest to metrics.json, the history, the review page,
     the task log and Airflow metrics. Returns metrics.json's document."""
-    from facecrop_ops.reporting import history  # pandas and matplotlib load here, not in every task that imports etl
+    from facecrop_ops.reporting import history  # pandas and matplotlib load here, not in every task
 
     rp = parse(params)
     rd = run_dir(rp.dest, run_id)

@@ -219,6 +219,8 @@ class FailingGets:
 
 @pytest.mark.parametrize("extra", [{}, {"fallback": "sibling", "second_pass": True}], ids=["reference", "siblings"])
 def test_a_shard_finishes_every_photo_it_can_and_its_retry_fetches_only_the_rest(store, bucket, s3, extra):
+    third = dict(samples.dataset(n_people=3, n_eval=0, junk=False))  # a third person folder S3 never fails
+    s3.upload(bucket, "raw/", ((k, v) for k, v in third.items() if "000003_" in k))
     p = params(bucket, photos_per_shard=100, **extra)
     clean = {**p, "dest_uri": f"s3://{bucket}/clean"}
     run(store, clean, "clean")
@@ -237,6 +239,7 @@ def test_a_shard_finishes_every_photo_it_can_and_its_retry_fetches_only_the_rest
     folders = {k.rsplit("/", 1)[0] for k in throttled}
     expected = throttled if not extra else [k for k in raw_objects(store, bucket) if k.rsplit("/", 1)[0] in folders]
     assert sorted(k for k in retry.gets if "/images/" in k) == sorted(expected)
+    assert not [k for k in retry.gets if "000003_" in k]  # the folder S3 never failed is kept, never fetched again
     tasks.publish(p, RUN, store)
 
     def outputs(prefix):

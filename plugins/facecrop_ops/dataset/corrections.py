@@ -12,16 +12,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 from facecrop_ops.dataset.csv_rewrite import inert
 
+log = logging.getLogger(__name__)
+
 CORRECTIONS_DIR = "_facecrop/corrections"  # under dest_uri: one JSON object per decision
 CORRECTIONS_CSV = "_facecrop/corrections.csv"  # under dest_uri: every decision, rebuilt from them
 
-ACCEPT, BOX, NO_FACE = "accept", "box", "no_face"
-DECISIONS = (ACCEPT, BOX, NO_FACE)
+# accept: the crop is right (changes nothing; it never undoes an earlier box or exclusion);
+# box: crop this face box; no_face: leave the photo out; reset: undo the photo's correction.
+ACCEPT, BOX, NO_FACE, RESET = "accept", "box", "no_face", "reset"
+DECISIONS = (ACCEPT, BOX, NO_FACE, RESET)
 COLUMNS = ("source", "etag", "decision", "x1", "y1", "x2", "y2", "reviewer", "time", "id")
 
 
@@ -62,6 +68,8 @@ def make(source: str, etag: str, decision: str, box: Iterable[float] | None, rev
         if len(values) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise CorrectionError("a box correction needs the face box as four numbers: x1, y1, x2, y2")
         x1, y1, x2, y2 = (float(v) for v in values)
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            raise CorrectionError(f"the box {values} is not four finite numbers")
         if x2 - x1 < 1 or y2 - y1 < 1:
             raise CorrectionError(f"the box {values} is empty: x2 must exceed x1 and y2 exceed y1")
         if size is not None and (x1 < 0 or y1 < 0 or x2 > size[0] or y2 > size[1]):
@@ -70,22 +78,42 @@ def make(source: str, etag: str, decision: str, box: Iterable[float] | None, rev
     return Correction(source, etag, decision, face, reviewer, time, f"{time.replace(':', '').replace('-', '')}-{nonce}")
 
 
+def parse_all(records: Iterable[bytes]) -> list[Correction]:
+    """Every readable record. One that cannot be read, or holds a box that is not four finite
+    numbers, is skipped with a warning: one bad object must not stop every later run."""
+    found = []
+    for data in records:
+        try:
+            c = Correction.from_json(data)
+            if c.decision not in DECISIONS or (c.decision == BOX and (c.box is None or not all(map(math.isfinite, c.box)))):
+                raise ValueError(f"decision {c.decision!r}, box {c.box!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping an unreadable correction record (%s): %r", exc, data[:200])
+            continue
+        found.append(c)
+    return found
+
+
 def latest(corrections: Iterable[Correction]) -> dict[str, Correction]:
-    """The decision that counts for each photo: the last one made (by time, then id)."""
+    """The decision that counts for each photo: the last box, no_face or reset made (by time,
+    then id); an `accept` counts only where nothing else was decided (it never undoes a box
+    or an exclusion: "the crop is right" said of a reviewer's crop confirms it)."""
     out: dict[str, Correction] = {}
     for c in sorted(corrections, key=lambda c: (c.time, c.id)):
-        out[c.source] = c
+        if c.decision != ACCEPT or c.source not in out or out[c.source].decision == RESET:
+            out[c.source] = c
     return out
 
 
 def applicable(corrections: Mapping[str, Correction], etags: Mapping[str, str]) -> tuple[dict[str, Correction], list[Correction]]:
-    """(corrections that apply to this run's photos, stale ones: their photo changed or is gone).
-    `accept` decisions change no crop and are left out of both."""
+    """(corrections that apply to this run's photos, stale ones: their photo changed since).
+    Decisions on photos no longer in the dataset are neither (they went with their photo), and
+    `accept` and `reset` apply nothing."""
     active, stale = {}, []
     for source, c in sorted(corrections.items()):
-        if c.decision == ACCEPT:
+        if c.decision in (ACCEPT, RESET) or source not in etags:
             continue
-        if etags.get(source) == c.etag:
+        if etags[source] == c.etag:
             active[source] = c
         else:
             stale.append(c)

@@ -40,6 +40,7 @@ def decide(
     reuse: bool = True,
     whole_folders: bool = False,
     corrections: Mapping[str, str] | None = None,
+    left_out: Mapping[str, ManifestRow] | None = None,
 ) -> Decision:
     """`etags`: this run's photos (source key -> ETag); `previous`: the index's rows (None
     without an index); `faces`: the destination's face objects (key -> ETag). A row is reused
@@ -49,8 +50,12 @@ def decide(
     `whole_folders` (crops that depend on a person's other photos), a person folder is reused
     whole or cropped whole, a deleted photo counting as a change. `corrections` maps photos to
     the id of the reviewer's correction that applies to them now: a row made under another (or
-    none) is cropped again, so a run recrops exactly the photos whose correction changed."""
+    none) is cropped again, so a run recrops exactly the photos whose correction changed.
+    `left_out` are the rows the plan made for photos it does not crop (refused, or excluded by
+    a reviewer): they are not deleted, and with `whole_folders` they change their folder only
+    when their row differs from the last run's."""
     applied = corrections or {}
+    aside = left_out or {}
     last = {row.source: row for row in previous or ()}
     keep: dict[str, ManifestRow] = {}
     for key, etag in etags.items() if reuse else ():
@@ -62,9 +67,10 @@ def decide(
                 keep[key] = row
         elif row.face_etag and faces.get(row.output) == row.face_etag:
             keep[key] = row
-    gone = [row for key, row in last.items() if key not in etags]
+    gone = [row for key, row in last.items() if key not in etags and key not in aside]
     if whole_folders:
         changed = {person_folder(k) for k in etags if k not in keep} | {person_folder(r.source) for r in gone}
+        changed |= {person_folder(k) for k, row in aside.items() if _state(last.get(k)) != _state(row)}
         changed.discard(None)  # photos outside person folders (eval/images/x.jpg) stand alone
         keep = {k: row for k, row in keep.items() if person_folder(k) not in changed}
     return Decision(
@@ -72,3 +78,8 @@ def decide(
         todo=sorted(k for k in etags if k not in keep),
         gone=gone,
     )
+
+
+def _state(row: ManifestRow | None) -> tuple[str, str, str] | None:
+    """What a left-out photo's row says about it, for telling whether it changed."""
+    return None if row is None else (row.status, row.error, row.correction)

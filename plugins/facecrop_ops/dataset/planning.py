@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from facecrop_ops.dataset.locations import published_csv_name, split_images_root
+from facecrop_ops.dataset.locations import FACES, published_csv_name, split_images_root
 from facecrop_ops.dataset.naming import is_hidden, is_photo_name, person_folder
 
 # Airflow refuses to map more than [core] max_map_length (1024) instances; stay far below.
@@ -27,6 +27,7 @@ class Listing:
     photos: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)  # `._*` and dot-files under images/ and beside the CSVs
     not_photos: list[str] = field(default_factory=list)  # other extensions under images/
+    faces: list[str] = field(default_factory=list)  # under a `faces` folder: outputs, never photos
     csvs: list[str] = field(default_factory=list)  # *.csv directly under the root, not ours
     images_roots: list[str] = field(default_factory=list)  # e.g. train/images/, eval/images/
 
@@ -41,6 +42,9 @@ def classify(rel_keys: Iterable[str]) -> Listing:
         split = split_images_root(rel)
         if split is None or rel.endswith("/"):
             continue  # outside every images folder (e.g. an earlier run's faces): not ours
+        if FACES in split[0].split("/"):
+            out.faces.append(rel)  # a face an earlier version wrote under a nested `images` folder
+            continue
         roots.add(split[0])
         if is_hidden(rel):
             out.hidden.append(rel)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from facecrop_ops.dataset.manifest import (
     DETECTED,
     ERROR,
+    EXCLUDED,
     FALLBACK,
     MANUAL,
     RESCUES,
@@ -31,6 +32,7 @@ class ClassMetrics:
     rescued: int = 0  # misses whose crop came from template matching, a second pass or a sibling, not the centre box
     reused: int = 0  # taken from the last run (same photo, same settings); the rest were cropped now
     corrected: int = 0  # a reviewer's box or "no usable face" applied (method manual)
+    excluded: int = 0  # left out by a reviewer ("no usable face"): images = detected + fallback + errors + excluded
     # `rescued` by method: found by template matching or by a second pass, or a sibling's box
     rescued_template: int = 0
     rescued_second_pass: int = 0
@@ -49,7 +51,7 @@ class ClassMetrics:
         return out
 
 
-_COUNTS = 10
+_COUNTS = 11
 
 
 def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
@@ -64,9 +66,10 @@ def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
         c[4] += row.status == FALLBACK and row.method in RESCUES
         c[5] += row.reused
         c[6] += row.method == MANUAL
-        c[7] += row.status == FALLBACK and row.method == TEMPLATE
-        c[8] += row.status == FALLBACK and row.method == SECOND_PASS
-        c[9] += row.status == FALLBACK and row.method == SIBLING
+        c[7] += row.status == EXCLUDED
+        c[8] += row.status == FALLBACK and row.method == TEMPLATE
+        c[9] += row.status == FALLBACK and row.method == SECOND_PASS
+        c[10] += row.status == FALLBACK and row.method == SIBLING
     order = [c for c in (*CLASSES, UNLABELED) if c in counts] + sorted(set(counts) - {*CLASSES, UNLABELED})
     out = {name: ClassMetrics(*counts[name]) for name in order}
     out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(_COUNTS)))

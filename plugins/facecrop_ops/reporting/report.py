@@ -36,7 +36,7 @@ def sheets(rows: Sequence[ManifestRow]) -> list[Sheet]:
     detected = sorted((r for r in rows if r.status == DETECTED and r.prob is not None), key=lambda r: (r.prob, r.source))
     errors = [r for r in rows if r.status == ERROR]
     return [
-        Sheet("Fallback crops", "No face found: the centre box was cropped.", fallback[:FALLBACK_CAP], max(0, len(fallback) - FALLBACK_CAP)),
+        Sheet("Fallback crops", "No face found by the first pass; each tile says how it was then cropped.", fallback[:FALLBACK_CAP], max(0, len(fallback) - FALLBACK_CAP)),
         Sheet("Least confident detections", f"The {LOW_CONFIDENCE} detections with the lowest MTCNN probability.",
               detected[:LOW_CONFIDENCE]),
         Sheet("Unreadable photos", "No face file was written; the reason is below each.", errors[:ERROR_CAP],

@@ -8,6 +8,7 @@ so the browser sends the login's token cookie with every request.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -29,7 +30,7 @@ DECIDE = [Depends(requires_access_dag("PUT", DagAccessEntity.RUN, param_dag_id=s
 class Decision(BaseModel):
     source: str
     decision: str
-    box: list[float] | None = None
+    box: list[float] | None = None  # checked (four finite numbers inside the photo) by corrections.make
 
 
 def _run(run_id: str) -> service.Run:
@@ -51,12 +52,17 @@ def _guarded(fn: Any, *args: Any) -> Any:
         raise HTTPException(502, str(exc)) from None
 
 
-@app.get("/review", response_class=HTMLResponse, dependencies=READ)
-def page(user: GetUserDep) -> str:
+@functools.cache
+def _template() -> Any:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("facecrop_ops.review", "templates"), autoescape=select_autoescape(default=True))
-    return env.get_template("review.html.j2").render(user=user.get_name())
+    return env.get_template("review.html.j2")
+
+
+@app.get("/review", response_class=HTMLResponse, dependencies=READ)
+def page(user: GetUserDep) -> str:
+    return _template().render(user=user.get_name())
 
 
 @app.get("/api/runs", dependencies=READ)
@@ -73,9 +79,11 @@ def items(run_id: str) -> dict[str, Any]:
 
 @app.get("/api/runs/{run_id}/photo", dependencies=READ)
 def photo(run_id: str, source: str = Query(...)) -> Response:
+    """A photo of the run (the page draws boxes in its pixels); never any other object."""
     run = _run(run_id)
     data = _guarded(service.photo, run, service.store_for(run), source)
-    return Response(data, media_type=content_type(source), headers={"Cache-Control": "private, max-age=600"})
+    return Response(data, media_type=content_type(source),
+                    headers={"Cache-Control": "private, max-age=600", "X-Content-Type-Options": "nosniff"})
 
 
 @app.post("/api/runs/{run_id}/corrections", dependencies=DECIDE)

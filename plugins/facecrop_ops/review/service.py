@@ -19,12 +19,13 @@ from typing import Any
 from facecrop_ops.config import deployment
 from facecrop_ops.config.run import RunParams, parse
 from facecrop_ops.dataset import corrections, manifest
-from facecrop_ops.dataset.locations import S3Location, run_dir
+from facecrop_ops.dataset.locations import S3Location, run_dir, split_images_root
 from facecrop_ops.dataset.manifest import DETECTED, EXCLUDED, FALLBACK, MANUAL, MTCNN, ManifestRow
+from facecrop_ops.dataset.naming import is_photo_name
+from facecrop_ops.reporting.report import LOW_CONFIDENCE
 from facecrop_ops.s3io import S3Store, client_for
 
 DAG_ID = "facecrop_etl"
-LOW_CONFIDENCE = 24  # the least confident detections a reviewer sees, as on the report page
 
 
 class NotFound(LookupError):
@@ -75,9 +76,11 @@ def find_run(run_id: str) -> Run:
 
 
 _stores: dict[str, S3Store] = {}
-_manifests: dict[tuple[str, str], tuple[float, list[ManifestRow]]] = {}
+_manifests: dict[str, tuple[float, dict[str, ManifestRow]]] = {}  # run folder URI -> (read at, rows by photo)
 _lock = threading.Lock()
 MANIFEST_SECONDS = 30.0  # a page loads dozens of photos of one run: read its manifest once for them
+MANIFESTS_KEPT = 16
+SHOWN = 400  # at most this many photos on the page: every miss of a big run would not load
 
 
 def store_for(run: Run) -> S3Store:
@@ -88,37 +91,49 @@ def store_for(run: Run) -> S3Store:
         return _stores[run.params.aws_conn_id]
 
 
-def _manifest(run: Run, store: S3Store) -> list[ManifestRow]:
+def _manifest(run: Run, store: S3Store) -> dict[str, ManifestRow]:
     rd = run_dir(run.params.dest, run.run_id)
-    key = (rd.uri, run.run_id)
     with _lock:
-        cached = _manifests.get(key)
+        cached = _manifests.get(rd.uri)
     if cached and time.monotonic() - cached[0] < MANIFEST_SECONDS:
         return cached[1]
     data = store.get_if_exists(rd.bucket, rd.key("manifest.csv"))
     if data is None:
         raise NotFound(f"run {run.run_id} has no manifest yet: it publishes one when its crops are done")
-    rows = manifest.loads(data.decode())
+    rows = {r.source: r for r in manifest.loads(data.decode())}
     with _lock:
-        _manifests[key] = (time.monotonic(), rows)
+        _manifests[rd.uri] = (time.monotonic(), rows)
+        while len(_manifests) > MANIFESTS_KEPT:
+            _manifests.pop(next(iter(_manifests)))
     return rows
+
+
+def _row(run: Run, store: S3Store, source: str) -> ManifestRow:
+    """A photo of the run: in its manifest, and a photo under an images folder (so a manifest
+    someone edited in the bucket cannot make the server read labels or other objects)."""
+    row = _manifest(run, store).get(source)
+    if row is None or split_images_root(source) is None or not is_photo_name(source):
+        raise NotFound(f"{source!r} is not a photo of run {run.run_id}")
+    return row
 
 
 def items(run: Run, store: S3Store) -> dict[str, Any]:
     """What a reviewer looks at in a run: every miss (and how it was cropped), every crop a
-    reviewer made, and the least confident detections; with each photo's latest decision, and
-    the decisions whose photo changed since (stale)."""
+    reviewer made, and the least confident detections (at most SHOWN in all); with each
+    photo's latest decision, and the decisions whose photo changed since (stale)."""
     rows = _manifest(run, store)
     latest = corrections.latest(_corrections(run.params.dest, store))
-    detected = sorted((r for r in rows if r.status == DETECTED and r.method == MTCNN and r.prob is not None),
+    detected = sorted((r for r in rows.values() if r.status == DETECTED and r.method == MTCNN and r.prob is not None),
                       key=lambda r: (r.prob, r.source))[:LOW_CONFIDENCE]
-    chosen = [r for r in rows if r.status == FALLBACK or r.method == MANUAL or r.status == EXCLUDED] + detected
-    by_source = {r.source: r for r in rows}
-    stale = [c for c in latest.values() if c.source in by_source and by_source[c.source].etag != c.etag]
+    chosen = sorted([r for r in rows.values() if r.status in (FALLBACK, EXCLUDED) or r.method == MANUAL], key=lambda r: r.source)
+    chosen = chosen[:SHOWN - len(detected)] + detected
+    stale = [c for c in latest.values()
+             if c.decision not in (corrections.ACCEPT, corrections.RESET) and c.source in rows and rows[c.source].etag != c.etag]
     return {
         "run_id": run.run_id, "source_uri": run.params.source.uri, "dest_uri": run.params.dest.uri,
         "margins": list(run.params.settings.margins),
         "items": [_item(r, latest.get(r.source)) for r in sorted(chosen, key=lambda r: r.source)],
+        "more": sum(r.status in (FALLBACK, EXCLUDED) or r.method == MANUAL for r in rows.values()) + len(detected) - len(chosen),
         "stale": [{"source": c.source, "decision": c.decision, "reviewer": c.reviewer, "time": c.time} for c in stale],
     }
 
@@ -134,10 +149,8 @@ def _item(row: ManifestRow, decision: corrections.Correction | None) -> dict[str
 
 
 def photo(run: Run, store: S3Store, source: str) -> bytes:
-    """A photo of the run, as the source bucket holds it; only photos in the run's manifest."""
-    row = next((r for r in _manifest(run, store) if r.source == source), None)
-    if row is None:
-        raise NotFound(f"{source!r} is not a photo of run {run.run_id}")
+    """A photo of the run as the source bucket holds it; only the run's photos."""
+    _row(run, store, source)
     data = store.get_if_exists(run.params.source.bucket, run.params.source.key(source))
     if data is None:
         raise NotFound(f"{run.params.source.key_uri(source)} is gone")
@@ -147,9 +160,7 @@ def photo(run: Run, store: S3Store, source: str) -> bytes:
 def record(run: Run, store: S3Store, source: str, decision: str, box: Any, reviewer: str) -> corrections.Correction:
     """Keep a reviewer's decision on a photo of the run: an object of its own (two reviewers at
     once lose nothing), then corrections.csv rebuilt from all of them."""
-    row = next((r for r in _manifest(run, store) if r.source == source), None)
-    if row is None:
-        raise NotFound(f"{source!r} is not a photo of run {run.run_id}")
+    row = _row(run, store, source)
     size = _size(run, store, source) if decision == corrections.BOX else None
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     made = corrections.make(source, row.etag, decision, box, reviewer, now, secrets.token_hex(4), size)
@@ -159,14 +170,19 @@ def record(run: Run, store: S3Store, source: str, decision: str, box: Any, revie
     return made
 
 
-def _size(run: Run, store: S3Store, source: str) -> tuple[int, int] | None:
-    from facecrop_ops.vision.imaging import header_size
+def _size(run: Run, store: S3Store, source: str) -> tuple[int, int]:
+    """The photo's size as the pipeline and the browser see it (EXIF orientation applied)."""
+    from facecrop_ops.vision.imaging import BadPhoto, decode_rgb
 
-    return header_size(photo(run, store, source))
+    try:
+        h, w = decode_rgb(photo(run, store, source), run.params.settings.max_megapixels * 1_000_000).shape[:2]
+    except BadPhoto as exc:
+        raise corrections.CorrectionError(f"{source} cannot be cropped: {exc}") from None
+    return w, h
 
 
 def _corrections(dest: S3Location, store: S3Store) -> list[corrections.Correction]:
-    return [corrections.Correction.from_json(data) for data in store.read_all(dest.child(corrections.CORRECTIONS_DIR), ".json")]
+    return corrections.parse_all(store.read_all(dest.child(corrections.CORRECTIONS_DIR), ".json"))
 
 
 def _rebuild_csv(dest: S3Location, store: S3Store) -> None:

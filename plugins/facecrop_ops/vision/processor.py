@@ -213,12 +213,14 @@ class _Cropper:
             else _Choice(None, CENTRE) if f is None else _Choice(f.box, MTCNN, f.prob, f.faces, found=True)
             for d, f in zip(decoded, found)
         ]
+        # A reviewer's box wins over everything (also where detection failed), and serves its
+        # siblings' rescues as a detection would; the status still says what detection found.
+        for i, d in enumerate(decoded):
+            if d.photo.manual_box is not None and d.rgb is not None:
+                detection = choices[i] if isinstance(choices[i], _Choice) else _Choice(None, CENTRE)
+                choices[i] = replace(detection, box=d.photo.manual_box, method=MANUAL)
         if self.settings.uses_siblings:
             self._rescue(decoded, choices)
-        # A reviewer's box wins over everything; the status still says what detection found.
-        for i, d in enumerate(decoded):
-            if d.photo.manual_box is not None and isinstance(choices[i], _Choice):
-                choices[i] = replace(choices[i], box=d.photo.manual_box, method=MANUAL)
         return choices
 
     def _rescue(self, decoded: list[_Decoded], choices: list[_Choice | str | None]) -> None:
@@ -233,7 +235,7 @@ class _Cropper:
         references: dict[int, tuple[FaceBox, list[tuple[Found, int]]]] = {}
         for members in folders.values():
             detected = [(Found(photo_class(decoded[i].photo.source), choices[i].box, decoded[i].size), i)
-                        for i in members if choices[i].method == MTCNN]
+                        for i in members if choices[i].method in (MTCNN, MANUAL)]
             siblings = [f for f, _ in detected]
             templates = [(f, i) for t in template_sources(siblings) for f, i in detected if f is t]
             for i in members:

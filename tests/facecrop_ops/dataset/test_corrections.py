@@ -33,3 +33,25 @@ def test_records_round_trip_and_the_csv_keeps_formulas_as_text():
     lines = corrections.to_csv([c]).splitlines()
     assert lines[0] == "source,etag,decision,x1,y1,x2,y2,reviewer,time,id"
     assert lines[1] == "a.jpg,e1,box,1.5,2.0,50.0,60.0,'=cmd,2026-12-01T10:00:00+00:00,20261201T100000+0000-x"
+
+
+def test_crop_is_right_never_undoes_a_box_or_an_exclusion_but_reset_does():
+    box = make("a.jpg", "e1", "box", [1, 1, 50, 50], "ann", "2026-12-01T10:00:00+00:00", "1")
+    fine = make("a.jpg", "e1", "accept", None, "bob", "2026-12-01T11:00:00+00:00", "2")
+    assert corrections.latest([box, fine])["a.jpg"] == box  # "the crop is right" said of the reviewer's crop
+    undo = make("a.jpg", "e1", "reset", None, "bob", "2026-12-01T12:00:00+00:00", "3")
+    assert corrections.latest([box, fine, undo])["a.jpg"] == undo
+    assert corrections.applicable(corrections.latest([box, undo]), {"a.jpg": "e1"}) == ({}, [])
+    gone = make("gone.jpg", "e9", "box", [1, 1, 50, 50], "ann", "2026-12-01T10:00:00+00:00", "4")
+    assert corrections.applicable({"gone.jpg": gone}, {}) == ({}, [])  # went with its photo: not stale
+
+
+def test_boxes_that_are_not_finite_numbers_and_unreadable_records_are_refused_or_skipped(caplog):
+    for box in ([float("nan"), 1, 50, 50], [1, 1, float("inf"), 50]):
+        with pytest.raises(CorrectionError, match="not four finite numbers"):
+            make("a.jpg", "e", "box", box, "ann", "t", "n", (384, 512))
+    good = make("a.jpg", "e1", "box", [1, 1, 50, 50], "ann", "2026-12-01T10:00:00+00:00", "1")
+    records = [good.to_json().encode(), b"{not json", b'{"source": "b.jpg"}',
+               good.to_json().replace("[1.0, 1.0, 50.0, 50.0]", "[NaN, 1.0, 50.0, 50.0]").encode()]
+    assert corrections.parse_all(records) == [good]
+    assert caplog.text.count("skipping an unreadable correction record") == 3

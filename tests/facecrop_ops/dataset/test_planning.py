@@ -58,3 +58,9 @@ def test_bad_shard_limits_are_refused():
 def test_hidden_csvs_beside_the_dataset_are_skipped_like_hidden_photos():
     listing = classify(["._train_data.csv", "train_data.csv", "train/images/p/normal.jpg"])
     assert listing.csvs == ["train_data.csv"] and listing.hidden == ["._train_data.csv"]
+
+
+def test_faces_an_earlier_version_wrote_under_a_nested_images_folder_are_never_photos():
+    listing = classify(["train/images/p/images/normal.jpg", "train/faces/p/images/normal.jpg", "train/images/p/normal.jpg"])
+    assert listing.photos == ["train/images/p/images/normal.jpg", "train/images/p/normal.jpg"]
+    assert listing.faces == ["train/faces/p/images/normal.jpg"]

@@ -22,7 +22,7 @@ def test_miss_rate_is_fallbacks_over_readable_photos_per_class_and_overall():
 def test_json_and_table_carry_the_same_numbers():
     m = metrics.per_class(rows("mask2", 3, 1, 0))
     assert metrics.as_json(m)["mask2"] == {"images": 4, "detected": 3, "fallback": 1, "errors": 0, "rescued": 0, "reused": 0,
-                                           "corrected": 0, "rescued_template": 0, "rescued_second_pass": 0,
+                                           "corrected": 0, "excluded": 0, "rescued_template": 0, "rescued_second_pass": 0,
                                            "rescued_sibling": 0, "miss_rate": 0.25}
     table = metrics.table(m)
     assert "mask2" in table and "25.0%" in table

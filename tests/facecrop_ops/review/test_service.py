@@ -24,7 +24,11 @@ BUCKET = "review-data"
 
 
 @pytest.fixture()
-def s3(monkeypatch):
+def s3(monkeypatch, request):
+    """moto's S3 server with the dataset in a bucket of this test's own (moto keeps buckets
+    across servers of one process)."""
+    global BUCKET
+    BUCKET = "rv-" + request.node.name.replace("_", "-")[5:45].strip("-")
     with moto_server() as server:
         for key, value in server.airflow_connection_env().items():
             monkeypatch.setenv(key, value)
@@ -112,3 +116,31 @@ def test_the_next_run_applies_a_box_and_a_no_face_to_exactly_those_photos_and_re
     assert "Stale corrections: 1" in page and f"{changed}: box by ann at" in page
     third, _ = run(s3, "third")
     assert {k for k, r in rows(store, "third").items() if not r.reused} == {left_out}  # applied corrections stay applied
+
+
+def test_with_the_training_preset_a_folder_holding_an_excluded_photo_is_reused_once_settled(s3):
+    training = {"preset": "training"}
+    first, store = run(s3, "first", **training)
+    left_out = "train/images/000001_male_White_47/mask3.jpg"
+    service.record(first, store, left_out, "no_face", None, "ann")
+    run(s3, "second", **training)  # the exclusion changes the folder's siblings: cropped again
+    assert {k.rsplit("/", 1)[0] for k, r in rows(store, "second").items() if not r.reused} == {left_out.rsplit("/", 1)[0]}
+    run(s3, "third", **training)
+    third = rows(store, "third")
+    assert {k for k, r in third.items() if not r.reused} == {left_out} and third[left_out].status == "excluded"
+
+
+def test_crop_is_right_on_a_reviewers_crop_keeps_it_and_undo_brings_back_detection(s3):
+    first, store = run(s3, "first")
+    photo = "train/images/000001_male_White_47/mask1.jpg"
+    service.record(first, store, photo, "box", [120, 140, 250, 300], "ann")
+    second, _ = run(s3, "second")
+    service.record(second, store, photo, "accept", None, "bob")
+    run(s3, "third")
+    assert rows(store, "third")[photo].method == "manual" and rows(store, "third")[photo].reused
+    third = service.Run("third", "success", "", second.params)
+    service.record(third, store, photo, "reset", None, "bob")
+    run(s3, "fourth")
+    assert rows(store, "fourth")[photo].method == rows(store, "first")[photo].method != "manual"
+    with pytest.raises(CorrectionError, match="not four finite numbers"):
+        service.record(third, store, photo, "box", [float("nan"), 1, 50, 50], "ann")
