@@ -10,7 +10,7 @@ crop, resize to 210 x 280) for training a mask / gender / age classifier.
    the worker has one), upload the faces to `<dest>/<split>/faces/`. Beside it,
    **watch_gpu_pool** fails a try, naming the fix, while no shard gets a `gpu` pool slot;
    it succeeds once one has started.
-3. **needs_review** / **review_gate**: with the `review_gate` param on and a class over its
+3. **review_gate**: with the `review_gate` param on and a class over its
    `miss_rate_limits`, the run waits for a person (Browse > Required Actions, linking the Face
    review page): Approve publishes, Reject ends the run failed with nothing published.
    **publish_csvs**: merge shard manifests; rewrite each CSV's path column to the faces
@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import AssetAlias, dag, task
 
 from facecrop_ops.config import deployment, form
+from facecrop_ops.operators import ReviewGate
 from facecrop_ops.reporting import alerts
 
 FACE_CSVS = AssetAlias("facecrop_face_csvs")
@@ -99,28 +99,18 @@ def facecrop_etl():
         states = ti.get_task_states(dag_id=dag.dag_id, task_ids=["crop_shard"], run_ids=[run_id])
         return tasks.gpu_pool_started(states, waited, attempt * deployment.POOL_WAIT_SECONDS, deployment.GPU_POOL)
 
-    # Short-circuits (skipping only the approval) unless the gate is on and a class is over its
-    # limit; none_failed: also when no shard ran (every photo reused from the last run).
-    @task.short_circuit(trigger_rule="none_failed", ignore_downstream_trigger_rules=False)
-    def needs_review(shards: list[dict], params=None, run_id=None) -> str:
-        """With review_gate on: whether a class misses more faces than its limit (the message a person approves)."""
-        from facecrop_ops import tasks
-
-        with tasks.fail_fast():
-            return tasks.needs_review(params, run_id, tasks.open_store(params))
-
-    review_gate = ApprovalOperator(
+    # Asks a person only with review_gate on and a class over its limit; none_failed: also when
+    # no shard ran (every photo reused from the last run).
+    review_gate = ReviewGate(
         task_id="review_gate",
         subject="facecrop: miss rates over the limits in {{ run_id }}: publish the CSVs?",
-        body="{{ ti.xcom_pull(task_ids='needs_review') }}",
-        fail_on_reject=True,  # rejected: the run ends failed, nothing published
         response_timeout=timedelta(seconds=deployment.RUN_TIMEOUT_SECONDS),  # a person may take until the run's end
         retries=0,  # a person's answer is not retried
-        doc_md="Waits for a person when review_gate is on and a class is over miss_rate_limits: Approve publishes, Reject fails the run.",
+        trigger_rule="none_failed",
+        doc_md="With review_gate on and a class over miss_rate_limits, waits for a person: Approve publishes, Reject fails the run.",
     )
 
-    # none_failed: also when no shard ran (every photo reused from the last run) and when no
-    # review was needed (the gate skipped).
+    # none_failed: also when no shard ran (every photo reused from the last run).
     @task(outlets=[FACE_CSVS], trigger_rule="none_failed")
     def publish_csvs(shards: list[dict], params=None, run_id=None, outlet_events=None) -> dict:
         """Rewrite the CSVs to the faces and publish them as assets with per-class miss rates."""
@@ -162,7 +152,7 @@ def facecrop_etl():
     watch_gpu_pool(shards)
     cropped = crop_shard.expand(shard=shards)
     published = publish_csvs(cropped)
-    needs_review(cropped) >> review_gate >> published
+    cropped >> review_gate >> published
     check_miss_rates(record_metrics(published))
 
 

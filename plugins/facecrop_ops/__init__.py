@@ -6,6 +6,7 @@ cheap: torch, facenet-pytorch and OpenCV load only in the modules of `vision` th
 Module map (layers import downward only; `pyproject.toml` holds the rules, the tests check them):
 
     cli                    `facecrop crop SRC DST`: the library on a local folder
+    operators              ReviewGate: Airflow's approval operator, asking only over the limits
     tasks                  the DAG's task bodies: plan, crop_shard, needs_review, publish, record_metrics
     review/
       plugin               the Airflow plugin: Browse > Face review, its FastAPI app mounted

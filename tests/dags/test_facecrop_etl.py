@@ -34,8 +34,7 @@ def test_tasks_are_wired_in_pipeline_order(dag):
     assert order == {
         "plan": {"crop_shard", "watch_gpu_pool"},
         "watch_gpu_pool": set(),
-        "crop_shard": {"publish_csvs", "needs_review"},
-        "needs_review": {"review_gate"},
+        "crop_shard": {"publish_csvs", "review_gate"},
         "review_gate": {"publish_csvs"},
         "publish_csvs": {"record_metrics"},
         "record_metrics": {"check_miss_rates"},

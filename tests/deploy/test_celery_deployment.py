@@ -54,7 +54,7 @@ def test_a_run_triggered_through_the_rest_api_detects_on_the_gpu_queue_in_worker
     assert api.wait_for_run(DAG_ID, run_id, 240, alive=stack.check_alive)["state"] == "success"
     queues = {(ti["task_id"], ti["queue"]) for ti in api.task_instances(DAG_ID, run_id)}
     assert {t for t, q in queues if q == "gpu"} == {"crop_shard"}
-    assert {t for t, q in queues if q == "default"} == {"plan", "watch_gpu_pool", "needs_review", "review_gate", "publish_csvs",
+    assert {t for t, q in queues if q == "default"} == {"plan", "watch_gpu_pool", "review_gate", "publish_csvs",
                                                         "record_metrics", "check_miss_rates"}
     # Each worker ran what its queue holds (their own logs say which task they executed).
     gpu_worker = stack.process("airflow-worker-gpu").log_tail(10**7)
