@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from facecrop_dev import samples
@@ -42,16 +43,24 @@ def _when(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def run_cli(files: dict[str, bytes]) -> float:
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, every process), from /proc/stat:
+    what a run costs in CPU wherever its processes are."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def run_cli(files: dict[str, bytes]) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "src", Path(tmp) / "dst"
         for key, data in files.items():
             (src / key).parent.mkdir(parents=True, exist_ok=True)
             (src / key).write_bytes(data)
-        started = time.monotonic()
+        started, cpu = time.monotonic(), busy_seconds()
         subprocess.run([str(Path(sys.executable).parent / "facecrop"), "crop", str(src), str(dst), "--quiet"],
                        check=True, stdout=subprocess.DEVNULL)
-        return time.monotonic() - started
+        return time.monotonic() - started, busy_seconds() - cpu
 
 
 def run_dag(files: dict[str, bytes], conf: dict) -> dict:
@@ -59,16 +68,19 @@ def run_dag(files: dict[str, bytes], conf: dict) -> dict:
         api = stack.api()
         api.set_paused(DAG_ID, False)
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.monotonic()
+        triggered, busy = datetime.now(timezone.utc), busy_seconds()
         run_id = api.trigger(DAG_ID, {"source_uri": f"s3://{DATASET_BUCKET}/{DATASET_PREFIX}", **conf})
         run = api.wait_for_run(DAG_ID, run_id, 3600, alive=stack.check_alive)
-        wall = time.monotonic() - started
+        busy = busy_seconds() - busy  # up to one poll (2 s) of idle machine after the end: a little low
+        wall = (_when(run["end_date"]) - triggered).total_seconds()  # from the trigger to the run's recorded end
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         if run["state"] != "success":
             raise SystemExit(f"the run ended {run['state']}")
         tis = sorted(api.task_instances(DAG_ID, run_id), key=lambda t: t["start_date"] or "")
+        shard_log = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/crop_shard/logs/1", map_index=0,
+                            full_content=True).get("content", [])
     s3_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    return {"wall": wall, "tasks": tis, "run": run, "s3_cpu": s3_cpu}
+    return {"wall": wall, "busy": busy, "tasks": tis, "run": run, "s3_cpu": s3_cpu, "shard_log": shard_log}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,15 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     files = dict(samples.dataset(args.people, 12, junk=False))
     photos = sum("/images/" in k for k in files)
     print("CLI...", file=sys.stderr, flush=True)
-    cli_s = run_cli(files)
+    cli_s, cli_cpu = run_cli(files)
     print("DAG (starting the deployment)...", file=sys.stderr, flush=True)
     dag = run_dag(files, json.loads(args.conf))
     run_start = _when(dag["run"]["start_date"])
     print(f"\n{photos} photos, {os.cpu_count()} CPU cores, DAG params {args.conf}")
-    print(f"{'':<22}{'seconds':>9}{'photos/s':>10}")
-    print(f"{'CLI (facecrop crop)':<22}{cli_s:>9.1f}{photos / cli_s:>10.1f}")
-    print(f"{'DAG run (trigger->end)':<22}{dag['wall']:>9.1f}{photos / dag['wall']:>10.1f}")
+    print(f"{'':<24}{'seconds':>9}{'photos/s':>10}{'CPU s':>8}{'CPU ms/photo':>14}")
+    print(f"{'CLI (facecrop crop)':<24}{cli_s:>9.1f}{photos / cli_s:>10.1f}{cli_cpu:>8.0f}{1000 * cli_cpu / photos:>14.1f}")
+    print(f"{'DAG run (trigger->end)':<24}{dag['wall']:>9.1f}{photos / dag['wall']:>10.1f}{dag['busy']:>8.0f}"
+          f"{1000 * dag['busy'] / photos:>14.1f}")
     print(f"DAG / CLI throughput: {cli_s / dag['wall']:.2f}x")
+    print(f"of the DAG's CPU, the local S3 server (moto): {1000 * dag['s3_cpu'] / photos:.1f} ms/photo")
     print(f"\nwhere the DAG's time went (seconds from the run's start):\n{'task':<28}{'starts':>8}{'ends':>8}{'seconds':>9}")
     for ti in dag["tasks"]:
         if not ti["start_date"]:
@@ -96,8 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         name = ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
         start, end = (_when(ti[k]) - run_start for k in ("start_date", "end_date"))
         print(f"{name:<28}{start.total_seconds():>8.1f}{end.total_seconds():>8.1f}{(end - start).total_seconds():>9.1f}")
-    print(f"\nCPU used by the local S3 server (moto, in this process) during the run: {dag['s3_cpu']:.0f} s "
-          f"of {2 * dag['wall']:.0f} core-seconds")
+    shard0 = next(ti for ti in dag["tasks"] if ti["task_id"] == "crop_shard" and ti["map_index"] == 0)
+    print("\ncrop_shard[0]'s log, seconds from the task's start:")
+    for item in dag["shard_log"]:
+        event = str(item.get("event", "")) if isinstance(item, dict) else ""
+        if item.get("timestamp") and re.search(r"detect on|pull: |crop: |detection ran|shard \d+: ", event):
+            at = (_when(item["timestamp"]) - _when(shard0["start_date"])).total_seconds()
+            print(f"{at:>7.1f}  {event[:110]}")
+    print(f"\nThe machine: {os.cpu_count()} cores, {os.cpu_count() * dag['wall']:.0f} core-seconds during the DAG run, "
+          f"{dag['busy']:.0f} of them busy (CPU s above: every process, the S3 server and Airflow's own included)")
     return 0
 
 

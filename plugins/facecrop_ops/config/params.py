@@ -221,8 +221,13 @@ TABLE: tuple[Spec, ...] = (
     Spec("max_megapixels", _integer(1, 1000), 50, "Largest photo (megapixels)",
          "Photos whose header claims more pixels are recorded as errors instead of decoded (a decompression bomb "
          "would take a worker's memory).", SCALE, setting=True),
-    Spec("photos_per_shard", _integer(1), 500, "Photos per shard",
-         "Person folders are packed into shards of about this many photos.", SCALE),
+    # Each shard pays ~4 s to start (task start, torch and facenet-pytorch imports, worker
+    # processes) on a 2-core CPU worker: 2,000 photos keep that near 6 % there (benchmarks/
+    # bench_dag_vs_cli.py). Raise it for GPU workers; lower it to spread a small dataset over
+    # many workers.
+    Spec("photos_per_shard", _integer(1), 2000, "Photos per shard",
+         "Person folders are packed into shards of about this many photos (each shard is one detect task; a task "
+         "pays a few seconds to start).", SCALE),
     Spec("max_shards", _integer(1, MAX_SHARDS_LIMIT), 256, "Most shards",
          "Upper bound on mapped detect tasks; shards grow past photos_per_shard to respect it.", SCALE),
     Spec("full_recrop", _BOOL, False, "Crop every photo again",
