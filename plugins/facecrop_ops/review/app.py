@@ -33,13 +33,6 @@ class Decision(BaseModel):
     box: list[float] | None = None  # checked (four finite numbers inside the photo) by corrections.make
 
 
-def _run(run_id: str) -> service.Run:
-    try:
-        return service.find_run(run_id)
-    except service.NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-
-
 def _guarded(fn: Any, *args: Any) -> Any:
     """The service's refusals as HTTP answers a page can show."""
     try:
@@ -73,14 +66,14 @@ def runs() -> list[dict[str, str]]:
 
 @app.get("/api/runs/{run_id}/items", dependencies=READ)
 def items(run_id: str) -> dict[str, Any]:
-    run = _run(run_id)
+    run = _guarded(service.find_run, run_id)
     return _guarded(service.items, run, service.store_for(run))
 
 
 @app.get("/api/runs/{run_id}/photo", dependencies=READ)
 def photo(run_id: str, source: str = Query(...)) -> Response:
     """A photo of the run (the page draws boxes in its pixels); never any other object."""
-    run = _run(run_id)
+    run = _guarded(service.find_run, run_id)
     data = _guarded(service.photo, run, service.store_for(run), source)
     return Response(data, media_type=content_type(source),
                     headers={"Cache-Control": "private, max-age=600", "X-Content-Type-Options": "nosniff"})
@@ -88,7 +81,7 @@ def photo(run_id: str, source: str = Query(...)) -> Response:
 
 @app.post("/api/runs/{run_id}/corrections", dependencies=DECIDE)
 def decide(run_id: str, body: Decision, user: GetUserDep) -> dict[str, Any]:
-    run = _run(run_id)
+    run = _guarded(service.find_run, run_id)
     made = _guarded(service.record, run, service.store_for(run), body.source, body.decision, body.box, user.get_name())
     return {"id": made.id, "source": made.source, "decision": made.decision, "box": made.box, "reviewer": made.reviewer,
             "time": made.time}
