@@ -24,6 +24,8 @@ import numpy as np
 from facecrop_dev import samples
 from facecrop_dev.local_s3 import moto_server
 from facecrop_ops import tasks
+from facecrop_ops.config.run import parse
+from facecrop_ops.run_store import RunStore
 from facecrop_ops.s3io import S3Store
 from facecrop_ops.vision.processor import Photo, crop_photos, plan_workers
 
@@ -48,9 +50,9 @@ def dataset(n: int, size: tuple[int, int]) -> list[tuple[str, bytes]]:
 
 def _buffered(params: dict, run_id: str, shard: dict, store: S3Store) -> None:
     """The task before streaming: download the whole shard, then crop, then upload."""
-    rp = tasks.parse(params)
-    rd = tasks.run_dir(rp.dest, run_id)
-    keys = json.loads(store.get(rd.bucket, tasks._shard_key(rd, shard["plan"], shard["shard"], ".json")))["photos"]
+    rp = parse(params)
+    files = RunStore(store, rp.dest)
+    keys = files.shard_list(files.run(run_id), shard["plan"], shard["shard"]).photos
     photos = [Photo(k, k.replace("/images/", "/faces/"), data=data)
               for k, data in ((rp.source.rel(key), d) for key, d in store.get_many(rp.source.bucket, [rp.source.key(k) for k in keys]))]
     faces = [(rp.dest.key(r.row.output), r.face, "image/jpeg")

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import AssetAlias, dag, task
 
 from facecrop_ops.config import deployment, form
+from facecrop_ops.config.names import DAG_ID
 from facecrop_ops.operators import ReviewGate
 from facecrop_ops.reporting import alerts
 
@@ -39,7 +40,7 @@ FACE_CSVS = AssetAlias("facecrop_face_csvs")
 
 
 @dag(
-    dag_id="facecrop_etl",
+    dag_id=DAG_ID,
     schedule=deployment.schedule(),
     start_date=datetime(2026, 1, 1),
     catchup=False,

@@ -31,10 +31,10 @@ from facecrop_dev.airflow_api import AirflowApi, ApiError
 from facecrop_dev.local_run import airflow_bin
 from facecrop_dev.local_s3 import LocalS3, free_port, moto_server
 from facecrop_dev.local_services import LOCALHOST, Process, StatsdSink, postgres, redis, statsd_sink, wait_until
+from facecrop_ops.config.names import DAG_ID
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
-DAG_ID = "facecrop_etl"
 DATASET_BUCKET, DATASET_PREFIX = "facecrop", "dataset/"  # where compose's airflow-init writes samples
 INIT = "airflow-init"
 SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-worker-gpu")

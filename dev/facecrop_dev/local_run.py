@@ -19,7 +19,9 @@ from pathlib import Path
 
 from facecrop_dev import samples
 from facecrop_dev.local_s3 import LocalS3, moto_server
+from facecrop_ops.config.names import DAG_ID
 from facecrop_ops.dataset import manifest
+from facecrop_ops.dataset.run_folder import RUNS_DIR
 from facecrop_ops.reporting import metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,7 +66,7 @@ def prepare_airflow(env: Mapping[str, str]) -> None:
 
 
 def latest_run_dir(s3: LocalS3, bucket: str, prefix: str) -> str:
-    runs = s3.client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}_facecrop/runs/", Delimiter="/")
+    runs = s3.client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{RUNS_DIR}/", Delimiter="/")
     dirs = sorted(p["Prefix"] for p in runs.get("CommonPrefixes", []))
     if not dirs:
         raise SystemExit("the run wrote no reports")
@@ -104,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         env = airflow_env(args.home, s3)
         prepare_airflow(env)
         conf = {"source_uri": f"s3://{BUCKET}/{PREFIX}", "photos_per_shard": 40, **json.loads(args.conf)}
-        print(f"airflow dags test facecrop_etl --conf '{json.dumps(conf)}'", flush=True)
-        airflow(env, "dags", "test", "facecrop_etl", "--conf", json.dumps(conf))
+        print(f"airflow dags test {DAG_ID} --conf '{json.dumps(conf)}'", flush=True)
+        airflow(env, "dags", "test", DAG_ID, "--conf", json.dumps(conf))
         print(summarize(s3, BUCKET, PREFIX, args.home))
     return 0
 

@@ -7,11 +7,19 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
 
     cli                    `facecrop crop SRC DST`: the library on a local folder
     operators              ReviewGate: Airflow's approval operator, asking only over the limits
-    tasks                  the DAG's task bodies: plan, crop_shard, needs_review, publish, record_metrics
+    tasks/                 the DAG's task bodies, one module per task
+      plan                 params checked, the dataset listed, CSVs checked, shard lists written
+      crop                 crop_shard: a shard pulled, cropped, uploaded; its manifest last (ShardCrop)
+      gate                 needs_review: what the review gate asks a person
+      publish              the manifest, the CSVs pointed at the faces, stale faces removed, the index
+      report               record_metrics (metrics.json, history, report.html, gauges), check_miss_rates
+      pool                 gpu_pool_started: has a shard got a slot of the gpu pool
+      context              params parsed, the run's folder, RunError, fail_fast, open_store
     review/
       plugin               the Airflow plugin: Browse > Face review, its FastAPI app mounted
       app                  the page and its API, every route behind an Airflow login
       service              a run's doubtful crops, its photos, reviewers' decisions, via S3
+    run_store              facecrop's own objects (plans, shard lists, rows, index, decisions) read and written
     s3io                   S3 through an Airflow connection: listing, transfers, refusals
     vision/
       processor            photos in, faces and manifest rows out (worker processes, chunks)
@@ -33,8 +41,11 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
       crop                 Settings: the knobs of a crop, checked against the table
       form                 the trigger form, built from the table
       deployment           FACECROP_* environment settings read at DAG parse time
+      names                the DAG's id and the review page's path
     dataset/
-      locations            S3 URIs, images roots, face keys, run folders, published CSV names
+      codes                statuses, methods, reason codes and decisions: what decisions read
+      run_folder           every object under <dest>/_facecrop/ named, its documents typed
+      locations            S3 URIs, images roots, face keys, published CSV names
       naming               what a path says: photo or not, class, person folder, face path
       planning             the listing sorted into photos and CSVs, shards of person folders
       manifest             one row per photo: what became of it

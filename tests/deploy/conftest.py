@@ -14,7 +14,7 @@ from facecrop_dev import samples
 from facecrop_dev.local_deploy import DAG_ID, DATASET_BUCKET, DATASET_PREFIX, deployed_airflow
 from facecrop_dev.local_services import CannotInstall, ensure_debian_packages, wait_until
 from facecrop_ops.dataset import manifest
-from facecrop_ops.dataset.locations import safe_run_id
+from facecrop_ops.dataset.run_folder import folder_name
 from facecrop_ops.reporting import metrics
 
 from ..needs import cannot_install
@@ -73,7 +73,7 @@ def assert_cropped(stack, dest_uri: str, run_id: str) -> dict:
     def body(key: str) -> bytes:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    reports = f"{prefix}_facecrop/runs/{safe_run_id(run_id)}/"
+    reports = f"{prefix}_facecrop/runs/{folder_name(run_id)}/"
     rows = manifest.loads(body(reports + "manifest.csv").decode())
     good = [r for r in rows if r.status != "error"]
     assert len(rows) == PHOTOS and len(good) == GOOD_PHOTOS

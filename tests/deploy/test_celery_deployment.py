@@ -12,7 +12,7 @@ import pytest
 from facecrop_dev import samples
 from facecrop_dev.local_deploy import DAG_ID
 from facecrop_ops.dataset import manifest
-from facecrop_ops.dataset.locations import safe_run_id
+from facecrop_ops.dataset.run_folder import folder_name
 from facecrop_ops.reporting import metrics
 
 from .conftest import POOL_WAIT_SECONDS, RUN_TIMEOUT_SECONDS, SOURCE, assert_cropped, task_states, wait_for
@@ -136,7 +136,7 @@ def _outputs(stack, prefix: str) -> dict[str, bytes]:
 
 
 def _manifest_rows(stack, dest_prefix: str, run_id: str):
-    key = f"{dest_prefix}_facecrop/runs/{safe_run_id(run_id)}/manifest.csv"
+    key = f"{dest_prefix}_facecrop/runs/{folder_name(run_id)}/manifest.csv"
     body = stack.s3.client().get_object(Bucket="facecrop", Key=key)["Body"].read().decode()
     return [(r.source, r.status, r.crop, r.error) for r in manifest.loads(body)]
 

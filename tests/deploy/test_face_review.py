@@ -13,8 +13,8 @@ import pytest
 
 from facecrop_dev.local_deploy import DAG_ID
 from facecrop_ops.config.crop import Settings
-from facecrop_ops.dataset import corrections, manifest
-from facecrop_ops.dataset.locations import safe_run_id
+from facecrop_ops.dataset import manifest
+from facecrop_ops.dataset.run_folder import CORRECTIONS_CSV, folder_name
 from facecrop_ops.vision.geometry import padded_box
 from facecrop_ops.vision.imaging import cut_face, decode_rgb, encode_face
 
@@ -44,7 +44,7 @@ def body(stack, key):
 
 
 def rows_of(stack, prefix, run_id):
-    return {r.source: r for r in manifest.loads(body(stack, f"{prefix}_facecrop/runs/{safe_run_id(run_id)}/manifest.csv").decode())}
+    return {r.source: r for r in manifest.loads(body(stack, f"{prefix}_facecrop/runs/{folder_name(run_id)}/manifest.csv").decode())}
 
 
 def test_the_review_api_refuses_anyone_not_logged_in(stack):
@@ -101,7 +101,7 @@ def test_a_reviewer_fixes_two_crops_in_the_ui_and_the_next_run_applies_exactly_t
     browser.switch_to.default_content()
     browser.save_screenshot(str(artifact("face-review.png")))
 
-    kept = list(csv.DictReader(io.StringIO(body(stack, prefix + corrections.CORRECTIONS_CSV).decode())))
+    kept = list(csv.DictReader(io.StringIO(body(stack, prefix + CORRECTIONS_CSV).decode())))
     assert [(r["source"], r["decision"], r["reviewer"]) for r in kept] == [(redrawn, "box", "reviewer"), (excluded, "no_face", "reviewer")]
     box = tuple(float(kept[0][k]) for k in ("x1", "y1", "x2", "y2"))
     assert box[2] - box[0] == pytest.approx(120, abs=3) and box[3] - box[1] == pytest.approx(150, abs=3)
@@ -120,11 +120,11 @@ def test_a_reviewer_fixes_two_crops_in_the_ui_and_the_next_run_applies_exactly_t
     assert body(stack, prefix + after[redrawn].output) == expected  # the face is a crop of the corrected box
     published = body(stack, prefix + "train_face.csv").decode()
     assert excluded.replace("/images/", "/faces/") not in published and redrawn.replace("/images/", "/faces/") in published
-    rejects = body(stack, f"{prefix}_facecrop/runs/{safe_run_id(second)}/rejects.csv").decode()
+    rejects = body(stack, f"{prefix}_facecrop/runs/{folder_name(second)}/rejects.csv").decode()
     assert f"{excluded},marked 'no usable face' by reviewer at" in rejects
     face_keys = {o["Key"] for o in stack.s3.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix + "train/faces/")["Contents"]}
     assert prefix + excluded.replace("/images/", "/faces/") not in face_keys  # its old face was removed
-    doc = json.loads(body(stack, f"{prefix}_facecrop/runs/{safe_run_id(second)}/metrics.json"))
+    doc = json.loads(body(stack, f"{prefix}_facecrop/runs/{folder_name(second)}/metrics.json"))
     assert doc["classes"]["all"]["corrected"] == 2
 
 

@@ -16,6 +16,7 @@ from facecrop_ops.dataset import manifest
 from facecrop_ops.dataset.csv_rewrite import CsvError
 from facecrop_ops.dataset.locations import S3Location
 from facecrop_ops.s3io import S3Store, StorageError
+from facecrop_ops.tasks.crop import GONE
 
 RUN = "manual__2026-11-28T10:00:00+00:00"
 RUN_DIR = "out/_facecrop/runs/manual__2026-11-28T10_00_00_00_00/"
@@ -233,9 +234,9 @@ def test_a_photo_deleted_after_planning_is_an_error_row_and_its_csv_row_is_rejec
     assert summary["errors"] == 3
     tasks.publish(p, RUN, store)
     rows = {r.source: r for r in manifest.loads(store.get(bucket, RUN_DIR + "manifest.csv").decode())}
-    assert rows["train/images/000001_male_White_47/mask2.jpg"].error == tasks.GONE
+    assert rows["train/images/000001_male_White_47/mask2.jpg"].error == GONE
     rejects = store.get(bucket, RUN_DIR + "rejects.csv").decode()
-    assert f"train/images/000001_male_White_47/mask2.jpg,photo unreadable: {tasks.GONE}" in rejects
+    assert f"train/images/000001_male_White_47/mask2.jpg,photo unreadable: {GONE}" in rejects
 
 
 class Flaky:

@@ -17,17 +17,11 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
+from facecrop_ops.dataset.codes import Decision
 from facecrop_ops.dataset.csv_rewrite import inert
 
 log = logging.getLogger(__name__)
 
-CORRECTIONS_DIR = "_facecrop/corrections"  # under dest_uri: one JSON object per decision
-CORRECTIONS_CSV = "_facecrop/corrections.csv"  # under dest_uri: every decision, rebuilt from them
-
-# accept: the crop is right (changes nothing; it never undoes an earlier box or exclusion);
-# box: crop this face box; no_face: leave the photo out; reset: undo the photo's correction.
-ACCEPT, BOX, NO_FACE, RESET = "accept", "box", "no_face", "reset"
-DECISIONS = (ACCEPT, BOX, NO_FACE, RESET)
 COLUMNS = ("source", "etag", "decision", "x1", "y1", "x2", "y2", "reviewer", "time", "id")
 
 
@@ -39,7 +33,7 @@ class CorrectionError(ValueError):
 class Correction:
     source: str  # the photo's key under the source root, as in the manifest
     etag: str  # the photo's ETag the reviewer looked at
-    decision: str  # accept (the crop is right), box (crop this face box), no_face (leave the photo out)
+    decision: Decision
     box: tuple[float, float, float, float] | None  # the face box for `box`, in the photo's pixels
     reviewer: str
     time: str  # ISO 8601, UTC
@@ -52,7 +46,7 @@ class Correction:
     def from_json(cls, text: str | bytes) -> Correction:
         doc = json.loads(text)
         box = doc.get("box")
-        return cls(doc["source"], doc["etag"], doc["decision"], None if box is None else tuple(float(v) for v in box),
+        return cls(doc["source"], doc["etag"], Decision(doc["decision"]), None if box is None else tuple(float(v) for v in box),
                    doc["reviewer"], doc["time"], doc["id"])
 
 
@@ -60,10 +54,10 @@ def make(source: str, etag: str, decision: str, box: Iterable[float] | None, rev
          size: tuple[int, int] | None = None) -> Correction:
     """A checked correction: a known decision; for `box`, four numbers forming a box of at least
     one pixel inside the photo of `size` (W, H) when it is known."""
-    if decision not in DECISIONS:
-        raise CorrectionError(f"decision must be one of {', '.join(DECISIONS)} (got {decision!r})")
+    if decision not in tuple(Decision):
+        raise CorrectionError(f"decision must be one of {', '.join(Decision)} (got {decision!r})")
     face = None
-    if decision == BOX:
+    if decision == Decision.BOX:
         values = list(box or ())
         if len(values) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise CorrectionError("a box correction needs the face box as four numbers: x1, y1, x2, y2")
@@ -75,7 +69,7 @@ def make(source: str, etag: str, decision: str, box: Iterable[float] | None, rev
         if size is not None and (x1 < 0 or y1 < 0 or x2 > size[0] or y2 > size[1]):
             raise CorrectionError(f"the box {values} leaves the {size[0]}x{size[1]} photo")
         face = (x1, y1, x2, y2)
-    return Correction(source, etag, decision, face, reviewer, time, f"{time.replace(':', '').replace('-', '')}-{nonce}")
+    return Correction(source, etag, Decision(decision), face, reviewer, time, f"{time.replace(':', '').replace('-', '')}-{nonce}")
 
 
 def parse_all(records: Iterable[bytes]) -> list[Correction]:
@@ -85,7 +79,7 @@ def parse_all(records: Iterable[bytes]) -> list[Correction]:
     for data in records:
         try:
             c = Correction.from_json(data)
-            if c.decision not in DECISIONS or (c.decision == BOX and (c.box is None or not all(map(math.isfinite, c.box)))):
+            if c.decision == Decision.BOX and (c.box is None or not all(map(math.isfinite, c.box))):
                 raise ValueError(f"decision {c.decision!r}, box {c.box!r}")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("skipping an unreadable correction record (%s): %r", exc, data[:200])
@@ -100,7 +94,7 @@ def latest(corrections: Iterable[Correction]) -> dict[str, Correction]:
     or an exclusion: "the crop is right" said of a reviewer's crop confirms it)."""
     out: dict[str, Correction] = {}
     for c in sorted(corrections, key=lambda c: (c.time, c.id)):
-        if c.decision != ACCEPT or c.source not in out or out[c.source].decision == RESET:
+        if c.decision != Decision.ACCEPT or c.source not in out or out[c.source].decision == Decision.RESET:
             out[c.source] = c
     return out
 
@@ -111,7 +105,7 @@ def applicable(corrections: Mapping[str, Correction], etags: Mapping[str, str]) 
     `accept` and `reset` apply nothing."""
     active, stale = {}, []
     for source, c in sorted(corrections.items()):
-        if c.decision in (ACCEPT, RESET) or source not in etags:
+        if c.decision in (Decision.ACCEPT, Decision.RESET) or source not in etags:
             continue
         if etags[source] == c.etag:
             active[source] = c

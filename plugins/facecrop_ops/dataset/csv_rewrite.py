@@ -15,8 +15,9 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from facecrop_ops.dataset.locations import REFUSED, S3Location, face_rel
-from facecrop_ops.dataset.manifest import ERROR, EXCLUDED, ManifestRow
+from facecrop_ops.dataset.codes import Reason, Status
+from facecrop_ops.dataset.locations import S3Location, face_rel
+from facecrop_ops.dataset.manifest import ManifestRow
 
 REJECT_COLUMNS = ("csv", "line", "path", "reason")
 
@@ -150,10 +151,10 @@ def _decide(path, photos, images_roots, source, dest) -> tuple[str, str]:
     row = photos.get(mapped[0])
     if row is None:
         return "photo not found in the dataset (missing, hidden or not a photo file)", ""
-    if row.status == EXCLUDED:
+    if row.status == Status.EXCLUDED:
         return row.error, ""
-    if row.status == ERROR:
-        return (row.error if row.error.startswith(REFUSED) else f"photo unreadable: {row.error}"), ""
+    if row.status == Status.ERROR:
+        return (row.error if row.reason == Reason.REFUSED_KEY else f"photo unreadable: {row.error}"), ""
     return "", mapped[1]
 
 

@@ -13,16 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from facecrop_ops.dataset.manifest import ERROR, ManifestRow
+from facecrop_ops.dataset.codes import RETRIED, Reason, Status
+from facecrop_ops.dataset.manifest import ManifestRow
 from facecrop_ops.dataset.naming import person_folder
-
-INDEX = "_facecrop/index.json"  # under dest_uri
-
-
-# Error rows a later run tries again: the photo was gone, could not be read, detection failed
-# on it, or it was over max_megapixels (which the next run may have raised); an unreadable or
-# too small photo stays so while its ETag does.
-_PASSING_ERRORS = ("photo not found", "cannot read", "detection failed", "too large to decode")
 
 
 @dataclass(frozen=True)
@@ -62,8 +55,8 @@ def decide(
         row = last.get(key)
         if row is None or row.etag != etag or row.correction != applied.get(key, ""):
             continue
-        if row.status == ERROR:
-            if not row.error.startswith(_PASSING_ERRORS):
+        if row.status == Status.ERROR:
+            if row.reason not in RETRIED:
                 keep[key] = row
         elif row.face_etag and faces.get(row.output) == row.face_etag:
             keep[key] = row
@@ -80,6 +73,6 @@ def decide(
     )
 
 
-def _state(row: ManifestRow | None) -> tuple[str, str, str] | None:
+def _state(row: ManifestRow | None) -> tuple[Status, Reason, str] | None:
     """What a left-out photo's row says about it, for telling whether it changed."""
-    return None if row is None else (row.status, row.error, row.correction)
+    return None if row is None else (row.status, row.reason, row.correction)

@@ -4,7 +4,7 @@ Pure string logic, so the layout rules are tested without a bucket:
 
     <source>/<split>/images/<rel>   ->  <dest>/<split>/faces/<rel>
     <source>/train_data.csv         ->  <dest>/train_face.csv
-    reports                         ->  <dest>/_facecrop/runs/<run_id>/
+    facecrop's own objects          ->  <dest>/_facecrop/ (dataset.run_folder)
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 IMAGES, FACES = "images", "faces"
-REPORTS_DIR = "_facecrop/runs"
 
 
 @dataclass(frozen=True)
@@ -77,35 +76,24 @@ def published_csv_name(name: str) -> str:
     return f"{stem}_face{path.suffix or '.csv'}"
 
 
-def safe_run_id(run_id: str) -> str:
-    """Run ids carry ':' and '+' (manual__2026-11-28T10:00:00+00:00); keep keys portable."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
-
-
-def run_dir(dest: S3Location, run_id: str) -> S3Location:
-    return dest.child(f"{REPORTS_DIR}/{safe_run_id(run_id)}")
-
-
 S3_KEY_BYTES = 1024  # the longest key S3 accepts
-REFUSED = "refused: "  # the start of the error of a photo refused by the plan, never downloaded
 
 
 def face_key_problem(photo_rel: str, dest: S3Location) -> str | None:
-    """Why a photo's face cannot be written safely under `dest`, or None. The reason starts with
-    REFUSED and names the fix. A face key must be one S3 accepts, must not resolve onto other
+    """Why a photo's face cannot be written safely under `dest` (naming the fix), or None. A face key must be one S3 accepts, must not resolve onto other
     objects when the bucket is synced to disk (`.` and `..` segments), and must never lie under
     an images folder, where the next run would take it for a photo and crop its own output."""
     split = split_images_root(photo_rel)
     if split is None:
-        return REFUSED + "not under an images folder"
+        return "not under an images folder"
     if any(segment in (".", "..") for segment in photo_rel.split("/")):
-        return REFUSED + "its key has a '.' or '..' segment, which resolves onto other files when the bucket is synced to disk: rename it"
+        return "its key has a '.' or '..' segment, which resolves onto other files when the bucket is synced to disk: rename it"
     face = face_rel(*split)
     if IMAGES in face.split("/")[:-1]:
-        return (REFUSED + f"its face {face} would lie in an 'images' folder and be taken for a photo by the next run: "
+        return (f"its face {face} would lie in an 'images' folder and be taken for a photo by the next run: "
                 "rename the inner 'images' folder")
     size = len(dest.key(face).encode())
     if size > S3_KEY_BYTES:
-        return (REFUSED + f"its face's key would be {size} bytes, over S3's limit of {S3_KEY_BYTES}: choose a shorter "
+        return (f"its face's key would be {size} bytes, over S3's limit of {S3_KEY_BYTES}: choose a shorter "
                 "dest_uri or shorten the photo's path")
     return None

@@ -3,21 +3,12 @@ more often than bare ones, and every miss is a worse (fallback) crop in the trai
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from facecrop_ops.dataset.manifest import (
-    DETECTED,
-    ERROR,
-    EXCLUDED,
-    FALLBACK,
-    MANUAL,
-    RESCUES,
-    SECOND_PASS,
-    SIBLING,
-    TEMPLATE,
-    ManifestRow,
-)
+from facecrop_ops.dataset.codes import RESCUES, Method, Status
+from facecrop_ops.dataset.manifest import ManifestRow
 from facecrop_ops.dataset.naming import CLASSES, UNLABELED
 
 ALL = "all"
@@ -60,16 +51,16 @@ def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
     for row in rows:
         c = counts.setdefault(row.photo_class, [0] * _COUNTS)
         c[0] += 1
-        c[1] += row.status == DETECTED
-        c[2] += row.status == FALLBACK
-        c[3] += row.status == ERROR
-        c[4] += row.status == FALLBACK and row.method in RESCUES
+        c[1] += row.status == Status.DETECTED
+        c[2] += row.status == Status.FALLBACK
+        c[3] += row.status == Status.ERROR
+        c[4] += row.status == Status.FALLBACK and row.method in RESCUES
         c[5] += row.reused
-        c[6] += row.method == MANUAL
-        c[7] += row.status == EXCLUDED
-        c[8] += row.status == FALLBACK and row.method == TEMPLATE
-        c[9] += row.status == FALLBACK and row.method == SECOND_PASS
-        c[10] += row.status == FALLBACK and row.method == SIBLING
+        c[6] += row.method == Method.MANUAL
+        c[7] += row.status == Status.EXCLUDED
+        c[8] += row.status == Status.FALLBACK and row.method == Method.TEMPLATE
+        c[9] += row.status == Status.FALLBACK and row.method == Method.SECOND_PASS
+        c[10] += row.status == Status.FALLBACK and row.method == Method.SIBLING
     order = [c for c in (*CLASSES, UNLABELED) if c in counts] + sorted(set(counts) - {*CLASSES, UNLABELED})
     out = {name: ClassMetrics(*counts[name]) for name in order}
     out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(_COUNTS)))
@@ -90,6 +81,17 @@ def gauges(classes: dict[str, dict[str, float | int | None]]) -> dict[str, float
     is a ratio 0..1, left out for a class with no readable photo."""
     return {f"facecrop.{field}.{name}": m[field] for name, m in classes.items()
             for field in FIELDS if m.get(field) is not None}
+
+
+def over_limits(classes: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float]) -> list[str]:
+    """One line per class over its miss-rate limit (or named by a limit and absent)."""
+    over = []
+    for name, limit in limits.items():
+        if name not in classes:
+            over.append(f"{name}: no such class in this run (classes: {', '.join(classes)})")
+        elif classes[name]["miss_rate"] is not None and classes[name]["miss_rate"] > limit:
+            over.append(f"{name}: miss rate {classes[name]['miss_rate']:.1%} > limit {limit:.1%}")
+    return over
 
 
 def table(metrics: dict[str, ClassMetrics]) -> str:

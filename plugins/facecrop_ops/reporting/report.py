@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from facecrop_ops.dataset.manifest import DETECTED, ERROR, FALLBACK, ManifestRow
+from facecrop_ops.dataset.codes import Status
+from facecrop_ops.dataset.manifest import ManifestRow
 
 FALLBACK_CAP, LOW_CONFIDENCE, ERROR_CAP = 60, 24, 60
 THUMB_WIDTH = 105
@@ -32,9 +33,9 @@ class Sheet:
 def sheets(rows: Sequence[ManifestRow]) -> list[Sheet]:
     """What a reviewer looks at: every fallback crop, the lowest-confidence detections, and
     every unreadable photo, each capped."""
-    fallback = [r for r in rows if r.status == FALLBACK]
-    detected = sorted((r for r in rows if r.status == DETECTED and r.prob is not None), key=lambda r: (r.prob, r.source))
-    errors = [r for r in rows if r.status == ERROR]
+    fallback = [r for r in rows if r.status == Status.FALLBACK]
+    detected = sorted((r for r in rows if r.status == Status.DETECTED and r.prob is not None), key=lambda r: (r.prob, r.source))
+    errors = [r for r in rows if r.status == Status.ERROR]
     return [
         Sheet("Fallback crops", "No face found by the first pass; each tile says how it was then cropped.", fallback[:FALLBACK_CAP], max(0, len(fallback) - FALLBACK_CAP)),
         Sheet("Least confident detections", f"The {LOW_CONFIDENCE} detections with the lowest MTCNN probability.",

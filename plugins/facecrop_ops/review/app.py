@@ -17,14 +17,15 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
+from facecrop_ops.config.names import DAG_ID
 from facecrop_ops.dataset.corrections import CorrectionError
 from facecrop_ops.dataset.naming import content_type
 from facecrop_ops.review import service
 from facecrop_ops.s3io import StorageError
 
 app = FastAPI(title="facecrop: Face review", docs_url=None, redoc_url=None, openapi_url=None)
-READ = [Depends(requires_access_dag("GET", param_dag_id=service.DAG_ID))]
-DECIDE = [Depends(requires_access_dag("PUT", DagAccessEntity.RUN, param_dag_id=service.DAG_ID))]
+READ = [Depends(requires_access_dag("GET", param_dag_id=DAG_ID))]
+DECIDE = [Depends(requires_access_dag("PUT", DagAccessEntity.RUN, param_dag_id=DAG_ID))]
 
 
 class Decision(BaseModel):

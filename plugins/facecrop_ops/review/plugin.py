@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from facecrop_ops.config.names import REVIEW_PAGE, REVIEW_PREFIX
 from facecrop_ops.review.app import app
-
-PAGE = "/facecrop/review"
 
 
 class FaceReviewPlugin(AirflowPlugin):
     name = "facecrop_review"
-    fastapi_apps = [{"app": app, "url_prefix": "/facecrop", "name": "facecrop: Face review"}]
+    fastapi_apps = [{"app": app, "url_prefix": REVIEW_PREFIX, "name": "facecrop: Face review"}]
     # Shown inside the UI (an iframe at /plugin/face-review), under Browse.
-    external_views = [{"name": "Face review", "href": PAGE, "destination": "nav", "url_route": "face-review",
+    external_views = [{"name": "Face review", "href": REVIEW_PAGE, "destination": "nav", "url_route": "face-review",
                        "category": "browse"}]

@@ -17,15 +17,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from facecrop_ops.config import deployment
+from facecrop_ops.config.names import DAG_ID
 from facecrop_ops.config.run import RunParams, parse
-from facecrop_ops.dataset import corrections, manifest
-from facecrop_ops.dataset.locations import S3Location, run_dir, split_images_root
-from facecrop_ops.dataset.manifest import DETECTED, EXCLUDED, FALLBACK, MANUAL, MTCNN, ManifestRow
+from facecrop_ops.dataset import corrections
+from facecrop_ops.dataset.codes import Decision, Method, Status
+from facecrop_ops.dataset.locations import split_images_root
+from facecrop_ops.dataset.manifest import ManifestRow
 from facecrop_ops.dataset.naming import is_photo_name
 from facecrop_ops.reporting.report import LOW_CONFIDENCE
+from facecrop_ops.run_store import RunStore
 from facecrop_ops.s3io import S3Store, client_for
-
-DAG_ID = "facecrop_etl"
 
 
 class NotFound(LookupError):
@@ -92,17 +93,18 @@ def store_for(run: Run) -> S3Store:
 
 
 def _manifest(run: Run, store: S3Store) -> dict[str, ManifestRow]:
-    rd = run_dir(run.params.dest, run.run_id)
+    files = RunStore(store, run.params.dest)
+    folder = files.run(run.run_id)
     with _lock:
-        cached = _manifests.get(rd.uri)
+        cached = _manifests.get(folder.uri)
     if cached and time.monotonic() - cached[0] < MANIFEST_SECONDS:
         return cached[1]
-    data = store.get_if_exists(rd.bucket, rd.key("manifest.csv"))
-    if data is None:
+    found = files.rows_if_exists(folder.bucket, folder.manifest)
+    if found is None:
         raise NotFound(f"run {run.run_id} has no manifest yet: it publishes one when its crops are done")
-    rows = {r.source: r for r in manifest.loads(data.decode())}
+    rows = {r.source: r for r in found}
     with _lock:
-        _manifests[rd.uri] = (time.monotonic(), rows)
+        _manifests[folder.uri] = (time.monotonic(), rows)
         while len(_manifests) > MANIFESTS_KEPT:
             _manifests.pop(next(iter(_manifests)))
     return rows
@@ -122,24 +124,24 @@ def items(run: Run, store: S3Store) -> dict[str, Any]:
     reviewer made, and the least confident detections (at most SHOWN in all); with each
     photo's latest decision, and the decisions whose photo changed since (stale)."""
     rows = _manifest(run, store)
-    latest = corrections.latest(_corrections(run.params.dest, store))
-    detected = sorted((r for r in rows.values() if r.status == DETECTED and r.method == MTCNN and r.prob is not None),
+    latest = corrections.latest(RunStore(store, run.params.dest).corrections())
+    detected = sorted((r for r in rows.values() if r.status == Status.DETECTED and r.method == Method.MTCNN and r.prob is not None),
                       key=lambda r: (r.prob, r.source))[:LOW_CONFIDENCE]
-    chosen = sorted([r for r in rows.values() if r.status in (FALLBACK, EXCLUDED) or r.method == MANUAL], key=lambda r: r.source)
+    chosen = sorted([r for r in rows.values() if r.status in (Status.FALLBACK, Status.EXCLUDED) or r.method == Method.MANUAL], key=lambda r: r.source)
     chosen = chosen[:SHOWN - len(detected)] + detected
     stale = [c for c in latest.values()
-             if c.decision not in (corrections.ACCEPT, corrections.RESET) and c.source in rows and rows[c.source].etag != c.etag]
+             if c.decision not in (Decision.ACCEPT, Decision.RESET) and c.source in rows and rows[c.source].etag != c.etag]
     return {
         "run_id": run.run_id, "source_uri": run.params.source.uri, "dest_uri": run.params.dest.uri,
         "margins": list(run.params.settings.margins),
         "items": [_item(r, latest.get(r.source)) for r in sorted(chosen, key=lambda r: r.source)],
-        "more": sum(r.status in (FALLBACK, EXCLUDED) or r.method == MANUAL for r in rows.values()) + len(detected) - len(chosen),
+        "more": sum(r.status in (Status.FALLBACK, Status.EXCLUDED) or r.method == Method.MANUAL for r in rows.values()) + len(detected) - len(chosen),
         "stale": [{"source": c.source, "decision": c.decision, "reviewer": c.reviewer, "time": c.time} for c in stale],
     }
 
 
 def _item(row: ManifestRow, decision: corrections.Correction | None) -> dict[str, Any]:
-    kind = ("corrected" if row.method == MANUAL else "missed" if row.status == FALLBACK else "low confidence")
+    kind = ("corrected" if row.method == Method.MANUAL else "missed" if row.status == Status.FALLBACK else "low confidence")
     return {
         "source": row.source, "class": row.photo_class, "status": row.status, "method": row.method, "kind": kind,
         "prob": row.prob, "box": row.box, "crop": row.crop, "etag": row.etag, "has_face": bool(row.output),
@@ -161,12 +163,12 @@ def record(run: Run, store: S3Store, source: str, decision: str, box: Any, revie
     """Keep a reviewer's decision on a photo of the run: an object of its own (two reviewers at
     once lose nothing), then corrections.csv rebuilt from all of them."""
     row = _row(run, store, source)
-    size = _size(run, store, source) if decision == corrections.BOX else None
+    size = _size(run, store, source) if decision == Decision.BOX else None
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     made = corrections.make(source, row.etag, decision, box, reviewer, now, secrets.token_hex(4), size)
-    dest = run.params.dest
-    store.put(dest.bucket, dest.key(f"{corrections.CORRECTIONS_DIR}/{made.id}.json"), made.to_json().encode(), "application/json")
-    _rebuild_csv(dest, store)
+    files = RunStore(store, run.params.dest)
+    files.save_correction(made)
+    files.rebuild_corrections_csv()
     return made
 
 
@@ -179,20 +181,3 @@ def _size(run: Run, store: S3Store, source: str) -> tuple[int, int]:
     except BadPhoto as exc:
         raise corrections.CorrectionError(f"{source} cannot be cropped: {exc}") from None
     return w, h
-
-
-def _corrections(dest: S3Location, store: S3Store) -> list[corrections.Correction]:
-    return corrections.parse_all(store.read_all(dest.child(corrections.CORRECTIONS_DIR), ".json"))
-
-
-def _rebuild_csv(dest: S3Location, store: S3Store) -> None:
-    """corrections.csv from every decision object. A decision saved meanwhile by someone else is
-    folded in by a new round (theirs may have listed before ours existed)."""
-    seen: set[str] | None = None
-    for _ in range(5):
-        found = _corrections(dest, store)
-        ids = {c.id for c in found}
-        if ids == seen:
-            return
-        store.put_text(dest.bucket, dest.key(corrections.CORRECTIONS_CSV), corrections.to_csv(found))
-        seen = ids

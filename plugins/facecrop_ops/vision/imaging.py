@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 import cv2
 import numpy as np
 
+from facecrop_ops.dataset.codes import Reason
 from facecrop_ops.vision.geometry import Box
 
 _INTERPOLATION = {
@@ -36,7 +37,12 @@ _SIGNATURES = (
 
 
 class BadPhoto(Exception):
-    """A photo that cannot be used; str() is the short reason kept in the manifest."""
+    """A photo that cannot be used; str() is the short message kept in the manifest, `reason`
+    the code decisions read."""
+
+    def __init__(self, message: str, reason: Reason = Reason.UNREADABLE) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _format_of(data: bytes) -> str | None:
@@ -58,7 +64,7 @@ def decode_rgb(data: bytes, max_pixels: int | None = None) -> np.ndarray:
         size = header_size(data)
         if size is not None and size[0] * size[1] > max_pixels:
             raise BadPhoto(f"too large to decode: {size[0]}x{size[1]} px is {size[0] * size[1] / 1e6:.0f} megapixels, over "
-                           f"max_megapixels {max_pixels / 1e6:g}: raise max_megapixels to crop it")
+                           f"max_megapixels {max_pixels / 1e6:g}: raise max_megapixels to crop it", Reason.TOO_LARGE)
     try:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:  # OpenCV's own bound (2^30 pixels) and other refusals of the header
@@ -80,7 +86,7 @@ def encode_face(rgb: np.ndarray, name: str, jpeg_quality: int = 95) -> bytes:
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise BadPhoto(f"cannot encode a face as {ext}")
+        raise BadPhoto(f"cannot encode a face as {ext}", Reason.WRITE_FAILED)
     return buf.tobytes()
 
 

@@ -29,22 +29,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from facecrop_ops.config.crop import Settings
-from facecrop_ops.dataset.manifest import (
-    CENTRE,
-    DETECTED,
-    ERROR,
-    FALLBACK,
-    MANUAL,
-    MTCNN,
-    SECOND_PASS,
-    SIBLING,
-    TEMPLATE,
-    ManifestRow,
-)
+from facecrop_ops.dataset.codes import Method, Reason, Status
+from facecrop_ops.dataset.manifest import ManifestRow
 from facecrop_ops.dataset.naming import person_folder, photo_class
 from facecrop_ops.vision.detector import Detection, Detector, resolve_device
 from facecrop_ops.vision.geometry import Box, FaceBox, fallback_box, padded_box, scale_box
@@ -96,11 +87,19 @@ class _Decoded:
     photo: Photo
     rgb: np.ndarray | None
     error: str = ""
+    reason: Reason = Reason.NONE
 
     @property
     def size(self) -> tuple[int, int]:
         h, w = self.rgb.shape[:2]
         return w, h
+
+
+class _Failure(NamedTuple):
+    """Why a readable photo has no crop (detection failed on it alone)."""
+
+    message: str
+    reason: Reason
 
 
 @dataclass(frozen=True)
@@ -181,14 +180,14 @@ class _Cropper:
     def _decode(self, photo: Photo) -> _Decoded:
         return _decode(photo, photo.read, self.settings)
 
-    def _detect(self, decoded: list[_Decoded]) -> list[Detection | None | str]:
+    def _detect(self, decoded: list[_Decoded]) -> list[Detection | None | _Failure]:
         """Detections for the readable photos; if a batch fails, photos are retried alone so
         only the photo at fault ends as an error (its reason in place of a detection). When
         every photo fails alone too, the fault is not the photos' (a broken GPU, say): raise,
         so the task fails and is retried instead of recording good photos as errors."""
         good = [d for d in decoded if d.rgb is not None]
         try:
-            found: list[Detection | None | str] = list(self.detector.detect([d.rgb for d in good]))
+            found: list[Detection | None | _Failure] = list(self.detector.detect([d.rgb for d in good]))
         except Exception as batch_error:  # noqa: BLE001 - isolate the bad photo below
             found, failures = [], 0
             for d in good:
@@ -196,34 +195,34 @@ class _Cropper:
                     found.extend(self.detector.detect([d.rgb]))
                 except Exception as exc:  # noqa: BLE001 - recorded in the manifest
                     failures += 1
-                    found.append(f"detection failed: {type(exc).__name__}: {exc}"[:200])
+                    found.append(_Failure(f"detection failed: {type(exc).__name__}: {exc}"[:200], Reason.DETECTION_FAILED))
             if failures == len(good) > 1:
                 raise batch_error
         it = iter(found)
         return [next(it) if d.rgb is not None else None for d in decoded]
 
-    def _choose(self, decoded: list[_Decoded], found: list[Detection | None | str]) -> list[_Choice | str | None]:
+    def _choose(self, decoded: list[_Decoded], found: list[Detection | None | _Failure]) -> list[_Choice | _Failure | None]:
         """Each photo's face box: a reviewer's box when there is one; else its detection; for a
         miss, when those options are on (a chunk holds whole person folders then), the sitting's
         face found by template matching, a guarded second pass, or a sibling's box; else the
         centre box. A face MTCNN found is never changed by a rescue. Errors stay as they are (a
-        reason, or None for unreadable)."""
-        choices: list[_Choice | str | None] = [
-            f if isinstance(f, str) or d.rgb is None
-            else _Choice(None, CENTRE) if f is None else _Choice(f.box, MTCNN, f.prob, f.faces, found=True)
+        _Failure, or None for unreadable)."""
+        choices: list[_Choice | _Failure | None] = [
+            f if isinstance(f, _Failure) or d.rgb is None
+            else _Choice(None, Method.CENTRE) if f is None else _Choice(f.box, Method.MTCNN, f.prob, f.faces, found=True)
             for d, f in zip(decoded, found)
         ]
         # A reviewer's box wins over everything (also where detection failed), and serves its
         # siblings' rescues as a detection would; the status still says what detection found.
         for i, d in enumerate(decoded):
             if d.photo.manual_box is not None and d.rgb is not None:
-                detection = choices[i] if isinstance(choices[i], _Choice) else _Choice(None, CENTRE)
-                choices[i] = replace(detection, box=d.photo.manual_box, method=MANUAL)
+                detection = choices[i] if isinstance(choices[i], _Choice) else _Choice(None, Method.CENTRE)
+                choices[i] = replace(detection, box=d.photo.manual_box, method=Method.MANUAL)
         if self.settings.uses_siblings:
             self._rescue(decoded, choices)
         return choices
 
-    def _rescue(self, decoded: list[_Decoded], choices: list[_Choice | str | None]) -> None:
+    def _rescue(self, decoded: list[_Decoded], choices: list[_Choice | _Failure | None]) -> None:
         """For each miss: the sitting's face by template matching, a guarded second pass or a
         sibling's box, as the options say."""
         s = self.settings
@@ -235,11 +234,11 @@ class _Cropper:
         references: dict[int, tuple[FaceBox, list[tuple[Found, int]]]] = {}
         for members in folders.values():
             detected = [(Found(photo_class(decoded[i].photo.source), choices[i].box, decoded[i].size), i)
-                        for i in members if choices[i].method in (MTCNN, MANUAL)]
+                        for i in members if choices[i].method in (Method.MTCNN, Method.MANUAL)]
             siblings = [f for f, _ in detected]
             templates = [(f, i) for t in template_sources(siblings) for f, i in detected if f is t]
             for i in members:
-                if choices[i].method == CENTRE:
+                if choices[i].method == Method.CENTRE:
                     ref = reference_box(siblings, decoded[i].size)
                     if ref is not None:
                         references[i] = (ref, templates)
@@ -247,7 +246,7 @@ class _Cropper:
             if s.template_match and templates:
                 placed = self._match(decoded, i, templates)
                 if placed is not None:
-                    choices[i] = _Choice(placed.box, TEMPLATE, placed.score)
+                    choices[i] = _Choice(placed.box, Method.TEMPLATE, placed.score)
                     continue
             if self.relaxed is not None:
                 try:
@@ -256,10 +255,10 @@ class _Cropper:
                     candidates = []
                 hit = agreeing(candidates, ref, s.second_pass_min_iou)
                 if hit is not None:
-                    choices[i] = _Choice(hit[0], SECOND_PASS, hit[1])
+                    choices[i] = _Choice(hit[0], Method.SECOND_PASS, hit[1])
                     continue
             if s.fallback == "sibling":
-                choices[i] = _Choice(ref, SIBLING)
+                choices[i] = _Choice(ref, Method.SIBLING)
 
     def _match(self, decoded: list[_Decoded], i: int, templates: list[tuple[Found, int]]) -> Placement | None:
         """The sitting's face on missed photo i: each template sibling's upper face matched
@@ -313,36 +312,38 @@ class _Cropper:
         self.pool.shutdown(wait=True)
 
 
-def _render(d: _Decoded, choice: _Choice | str | None, s: Settings) -> CropResult:
+def _render(d: _Decoded, choice: _Choice | _Failure | None, s: Settings) -> CropResult:
     """The manifest row and face file of one photo. `status` says what the first detection
     found (a miss is `fallback`); `method` how the crop was made."""
     photo = d.photo
     cls = photo_class(photo.source)
     if d.rgb is None or not isinstance(choice, _Choice):
-        return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=d.error or str(choice)), None)
+        failure = choice if isinstance(choice, _Failure) else _Failure(d.error, d.reason)
+        return CropResult(ManifestRow(photo.source, "", cls, Status.ERROR, error=failure.message, reason=failure.reason), None)
     w, h = d.size
     method = choice.method
     box: Box | None = None if choice.box is None else padded_box(choice.box, w, h, s.margins)
     if box is None or box.empty:
-        method, box = CENTRE, fallback_box(w, h, (s.fallback_width, s.fallback_height))
+        method, box = Method.CENTRE, fallback_box(w, h, (s.fallback_width, s.fallback_height))
     row = ManifestRow(
         source=photo.source,
         output=photo.output,
         photo_class=cls,
-        status=DETECTED if choice.found and method in (MTCNN, MANUAL) else FALLBACK,
+        status=Status.DETECTED if choice.found and method in (Method.MTCNN, Method.MANUAL) else Status.FALLBACK,
         prob=choice.prob,
         box=choice.box,
         crop=None,
         faces=choice.faces,
         method=method,
     )
-    if method == CENTRE and s.fallback_size == "auto":
+    if method == Method.CENTRE and s.fallback_size == "auto":
         return CropResult(row, None, pending=True)
     try:
         face = cut_face(d.rgb, box, (s.output_width, s.output_height), s.interpolation)
         data = encode_face(face, photo.output, s.jpeg_quality)
     except Exception as exc:  # noqa: BLE001 - recorded in the manifest
-        return CropResult(ManifestRow(photo.source, "", cls, ERROR, error=f"cannot write face: {exc}"[:200]), None)
+        return CropResult(ManifestRow(photo.source, "", cls, Status.ERROR, error=f"cannot write face: {exc}"[:200],
+                                      reason=Reason.WRITE_FAILED), None)
     return CropResult(replace(row, crop=tuple(box)), data)
 
 
@@ -462,7 +463,7 @@ def crop_photos(
                 pending.append((result, photo))
                 continue
             done.append(result)
-            if result.row.status == DETECTED:
+            if result.row.status == Status.DETECTED:
                 detected.append(Box(*result.row.crop))
         if on_done is not None:
             on_done(done)
@@ -482,7 +483,7 @@ def _finish_centre(result: CropResult, photo: Photo, sized: Settings, reread: Ca
     """A deferred centre crop, now that its size is known."""
     decoded = _decode(photo, (lambda: reread(photo)) if reread is not None else photo.read, sized)
     row = result.row
-    return _render(decoded, _Choice(row.box, CENTRE, row.prob, row.faces), sized)
+    return _render(decoded, _Choice(row.box, Method.CENTRE, row.prob, row.faces), sized)
 
 
 def _decode(photo: Photo, read: Callable[[], bytes], settings: Settings) -> _Decoded:
@@ -490,12 +491,13 @@ def _decode(photo: Photo, read: Callable[[], bytes], settings: Settings) -> _Dec
     try:
         rgb = decode_rgb(read(), settings.max_megapixels * 1_000_000)
     except BadPhoto as exc:
-        return _Decoded(photo, None, str(exc))
+        return _Decoded(photo, None, str(exc), exc.reason)
     except OSError as exc:
-        return _Decoded(photo, None, f"cannot read: {exc.strerror or exc}")
+        return _Decoded(photo, None, f"cannot read: {exc.strerror or exc}", Reason.READ_FAILED)
     h, w = rgb.shape[:2]
     if min(h, w) < settings.min_face_size:
-        return _Decoded(photo, None, f"too small to detect in ({w}x{h} px < min_face_size {settings.min_face_size})")
+        return _Decoded(photo, None, f"too small to detect in ({w}x{h} px < min_face_size {settings.min_face_size})",
+                        Reason.TOO_SMALL)
     return _Decoded(photo, rgb)
 
 

@@ -112,3 +112,21 @@ def test_rejects_csv_writes_formulas_from_the_data_as_text():
 def test_a_second_column_of_the_path_name_stops_the_run():
     with pytest.raises(csv_rewrite.CsvError, match="has 2 columns named 'path'"):
         csv_rewrite.check_path_column(["path", "label", "path"], "path", "c.csv")
+
+
+def test_which_rows_are_rejected_depends_on_codes_not_on_message_wording():
+    from dataclasses import replace
+
+    from facecrop_ops.dataset.codes import Reason
+
+    source = dest = S3Location("b", "raw/")
+    photos = {f"train/images/p/{c}.jpg": ManifestRow(f"train/images/p/{c}.jpg", "", c, "error", error="was refused",
+                                                    reason=reason)
+              for c, reason in (("mask1", Reason.REFUSED_KEY), ("mask2", Reason.UNREADABLE))}
+    text = "path\ntrain/images/p/mask1.jpg\ntrain/images/p/mask2.jpg\n"
+    for rows in (photos, {k: replace(r, error="refused: reworded") for k, r in photos.items()}):
+        out = csv_rewrite.rewrite(text, csv_name="a.csv", path_column="path", photos=rows, images_roots=["train/images/"],
+                      source=source, dest=dest)
+        refused, unreadable = out.rejects
+        assert refused.reason == rows["train/images/p/mask1.jpg"].error  # the plan's own message, as it is
+        assert unreadable.reason == "photo unreadable: " + rows["train/images/p/mask2.jpg"].error

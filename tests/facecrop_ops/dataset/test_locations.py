@@ -5,7 +5,6 @@ from facecrop_ops.dataset.locations import (
     face_rel,
     parse_s3_uri,
     published_csv_name,
-    run_dir,
     split_images_root,
 )
 
@@ -43,11 +42,6 @@ def test_face_keys_replace_the_images_segment_of_the_root_only():
 )
 def test_published_csv_names(name, published):
     assert published_csv_name(name) == published
-
-
-def test_run_dir_keeps_keys_portable():
-    rd = run_dir(S3Location("b", "out/"), "manual__2026-11-28T10:00:00.123+00:00")
-    assert rd.prefix == "out/_facecrop/runs/manual__2026-11-28T10_00_00.123_00_00/"
 
 
 def test_a_face_key_must_be_one_s3_takes_that_never_resolves_elsewhere_nor_lies_under_an_images_folder():

@@ -14,8 +14,10 @@ from facecrop_dev import samples
 from facecrop_dev.local_s3 import moto_server
 from facecrop_ops import tasks
 from facecrop_ops.config.crop import Settings
-from facecrop_ops.dataset import corrections, manifest
+from facecrop_ops.dataset import manifest
 from facecrop_ops.dataset.corrections import CorrectionError
+from facecrop_ops.dataset.locations import S3Location
+from facecrop_ops.dataset.run_folder import CORRECTIONS_CSV, CORRECTIONS_DIR
 from facecrop_ops.review import service
 from facecrop_ops.vision.geometry import padded_box
 from facecrop_ops.vision.imaging import cut_face, decode_rgb, encode_face
@@ -78,8 +80,8 @@ def test_decisions_are_checked_kept_one_object_each_and_listed_in_corrections_cs
         t.start()
     for t in threads:
         t.join()
-    kept = store.list(service.S3Location(BUCKET, "out/" + corrections.CORRECTIONS_DIR + "/"))
-    listed = list(csv.DictReader(io.StringIO(store.get(BUCKET, "out/" + corrections.CORRECTIONS_CSV).decode())))
+    kept = store.list(S3Location(BUCKET, "out/" + CORRECTIONS_DIR + "/"))
+    listed = list(csv.DictReader(io.StringIO(store.get(BUCKET, "out/" + CORRECTIONS_CSV).decode())))
     assert len(kept) == 4 and sorted(r["reviewer"] for r in listed) == ["ann", "bob", "cy", "di"]  # four at once, none lost
     assert {r["etag"] for r in listed} == {rows(store, "first")[photo].etag}
 
