@@ -120,7 +120,8 @@ def scale(counts: list[int], device: str, workers: int) -> None:
     print("RESULT " + json.dumps({"device": device, "scale": rows}))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", type=int, default=96)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -128,7 +129,11 @@ def main() -> None:
     parser.add_argument("--skip-min-face", action="store_true", help="skip the min_face_size 40/80 runs")
     parser.add_argument("--scale", help="photo counts for the library alone, e.g. 500,2000")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.one:
         print(json.dumps(library_only(args.one, args.device, args.workers)))
         return

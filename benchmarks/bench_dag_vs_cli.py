@@ -83,11 +83,16 @@ def run_dag(files: dict[str, bytes], conf: dict) -> dict:
     return {"wall": wall, "busy": busy, "tasks": tis, "run": run, "s3_cpu": s3_cpu, "shard_log": shard_log}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, default=558, help="person folders (7 photos each), plus 12 eval photos")
     parser.add_argument("--conf", default="{}", help="DAG params as JSON, beside source_uri")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     print(f"building {args.people * 7 + 12} sample photos...", file=sys.stderr, flush=True)
     files = dict(samples.dataset(args.people, 12, junk=False))
     photos = sum("/images/" in k for k in files)

@@ -57,11 +57,16 @@ def measure(name: str, people: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, default=60, help="person folders (7 photos each), plus 12 eval photos")
     parser.add_argument("--executors", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     rows = []
     for name in args.executors:
         print(f"{name}: starting the deployment and one run...", file=sys.stderr, flush=True)

@@ -44,10 +44,15 @@ def run(store: S3Store, params: dict, run_id: str) -> float:
     return time.perf_counter() - started
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, default=60, help="person folders (7 photos each), plus 12 eval photos")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     params = {"source_uri": f"s3://{BUCKET}/raw/", "dest_uri": f"s3://{BUCKET}/out/"}
     with moto_server() as s3:
         s3.upload(BUCKET, "raw/", samples.dataset(args.people, 12, junk=False))

@@ -79,11 +79,16 @@ def one_case(endpoint: str, access: str, secret: str, prefix: str, n: int, mode:
             "photos": shard["photos"]}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=25, help="photos in the small shard (the large one has 4x)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.case:
         print(json.dumps(one_case(*json.loads(args.case))))
         return 0

@@ -36,7 +36,7 @@ from dataclasses import replace
 from facecrop_dev import hard_sittings
 from facecrop_ops.config.crop import Settings
 from facecrop_ops.config.params import PRESETS, TEMPLATE_MIN_SCORE
-from facecrop_ops.dataset.manifest import FALLBACK, MTCNN, SECOND_PASS, TEMPLATE
+from facecrop_ops.dataset.codes import Method, Status
 from facecrop_ops.dataset.naming import CLASSES
 from facecrop_ops.vision.geometry import iou, padded_box
 from facecrop_ops.vision.processor import Photo, crop_photos
@@ -50,16 +50,21 @@ OPTIONS = {
     "template_match + sibling": Settings(template_match=True, fallback="sibling"),
     "preset training": Settings(**PRESETS["training"]),
 }
-FOUND = (TEMPLATE, SECOND_PASS)  # methods that found the face on a missed photo
+FOUND = (Method.TEMPLATE, Method.SECOND_PASS)  # methods that found the face on a missed photo
 CALIBRATION_START = 1000
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sittings", type=int, default=None, help="sittings of seven photos (64; 160 with --calibrate)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each option, interleaved; the best time counts")
     parser.add_argument("--calibrate", action="store_true", help="choose the template thresholds on sittings 1000 on")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.calibrate:
         return calibrate(args.sittings or 160)
     return compare(args.sittings or 64, args.repeat)
@@ -92,7 +97,7 @@ def compare(n_sittings: int, repeat: int) -> int:
     cpu_seconds = {name: min(t) for name, t in cpu.items()}
 
     reference = results[REFERENCE]
-    missed = [k for k, row in reference.items() if row.status == FALLBACK]
+    missed = [k for k, row in reference.items() if row.status == Status.FALLBACK]
     cls_of = {k: reference[k].photo_class for k in reference}
     per_class_total = defaultdict(int)
     per_class_missed = defaultdict(int)
@@ -118,8 +123,8 @@ def compare(n_sittings: int, repeat: int) -> int:
         wrong = sum(v < 0.5 for v in accepted)
         crops = [iou(rows[k].crop, ideal[k]) for k in missed]
         normal_changed = sum(rows[k].crop != reference[k].crop for k in rows if cls_of[k] == "normal")
-        found_changed = sum(rows[k].crop != reference[k].crop or rows[k].method != MTCNN
-                            for k in rows if reference[k].status != FALLBACK)
+        found_changed = sum(rows[k].crop != reference[k].crop or rows[k].method != Method.MTCNN
+                            for k in rows if reference[k].status != Status.FALLBACK)
         print(f"{name:<26}{len(unfound):>8}{wrong:>7}{_mean(accepted):>9.3f}{_mean(crops):>10.3f}"
               f"{min(crops) if crops else math.nan:>10.3f}{normal_changed:>12}{found_changed:>11}"
               f"{cpu_seconds[name] / cpu_seconds[REFERENCE]:>9.2f}x{seconds[name] / seconds[REFERENCE]:>7.2f}x")

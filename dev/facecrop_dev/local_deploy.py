@@ -204,11 +204,16 @@ def _wait_ready(stack: Stack, timeout: float) -> None:
     wait_until(lambda: all(" ready." in p.log_tail(100_000) for p in workers), "the Celery workers", timeout, stack.processes)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, default=12, help="person folders in the sample dataset (7 photos each)")
     parser.add_argument("--schedule", default="", help="FACECROP_SCHEDULE, e.g. @daily (default: manual runs only)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     settings = {"FACECROP_GPU_QUEUE": "gpu", "FACECROP_SCHEDULE": args.schedule}
     print("starting PostgreSQL, Redis, S3 and Airflow on 127.0.0.1 (about a minute)...", flush=True)
     with deployed_airflow(settings=settings, dataset=samples.dataset(args.people, 12)) as stack:

@@ -92,13 +92,18 @@ def summarize(s3: LocalS3, bucket: str, prefix: str, home: Path) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, default=12, help="person folders in the sample dataset (7 photos each)")
     parser.add_argument("--eval", type=int, default=12, help="eval photos")
     parser.add_argument("--home", type=Path, default=REPO / ".demo" / "airflow", help="AIRFLOW_HOME to use")
     parser.add_argument("--conf", default="{}", help="extra DAG params as JSON, e.g. '{\"min_face_size\": 40}'")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     args.home.mkdir(parents=True, exist_ok=True)
     with moto_server() as s3:
         count = s3.upload(BUCKET, PREFIX, samples.dataset(args.people, args.eval))

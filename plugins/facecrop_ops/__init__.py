@@ -40,6 +40,8 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
       run                  the run's params parsed and checked before any data moves
       crop                 Settings: the knobs of a crop, checked against the table
       form                 the trigger form, built from the table
+      options              the CLI's options, derived from the table
+      reference            docs/configuration.md, generated from the table and deployment's
       deployment           FACECROP_* environment settings read at DAG parse time
       names                the DAG's id and the review page's path
     dataset/
@@ -54,4 +56,9 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
       corrections          reviewers' decisions: the latest per photo, applied while its ETag holds
 """
 
-__version__ = "0.2.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("facecrop-ops")  # pyproject.toml's, as installed
+except PackageNotFoundError:  # the folder copied onto Airflow's plugins path without pip
+    __version__ = "0+unknown"

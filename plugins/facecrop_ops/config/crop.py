@@ -12,8 +12,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from facecrop_ops.config.params import ENGINES, FALLBACK_SIZES, FALLBACKS, INTERPOLATIONS, PARAMS, SETTINGS
 
@@ -35,41 +34,9 @@ NOT_SHAPING = ("device", "workers", "max_megapixels")
 ADDED_LATER = ("template_match", "template_min_score")
 
 
-def _default(name: str) -> Any:
-    value = PARAMS[name].default
-    return tuple(value) if isinstance(value, list) else value
-
-
-@dataclass(frozen=True)
-class Settings:
-    """See config.params.TABLE for what each knob does."""
-
-    margin_left: int = _default("margin_left")
-    margin_right: int = _default("margin_right")
-    margin_top: int = _default("margin_top")
-    margin_bottom: int = _default("margin_bottom")
-    fallback_width: int = _default("fallback_width")
-    fallback_height: int = _default("fallback_height")
-    output_width: int = _default("output_width")
-    output_height: int = _default("output_height")
-    interpolation: str = _default("interpolation")
-    jpeg_quality: int = _default("jpeg_quality")
-    device: str = _default("device")
-    min_face_size: int = _default("min_face_size")
-    thresholds: tuple[float, float, float] = _default("thresholds")
-    factor: float = _default("factor")
-    select_largest: bool = _default("select_largest")
-    batch_size: int = _default("batch_size")
-    workers: int = _default("workers")
-    engine: str = _default("engine")
-    fallback: str = _default("fallback")
-    fallback_size: str = _default("fallback_size")
-    second_pass: bool = _default("second_pass")
-    second_pass_thresholds: tuple[float, float, float] = _default("second_pass_thresholds")
-    second_pass_min_iou: float = _default("second_pass_min_iou")
-    template_match: bool = _default("template_match")
-    template_min_score: float = _default("template_min_score")
-    max_megapixels: int = _default("max_megapixels")
+class _Settings:
+    """The knobs of a crop (one field per crop setting of config.params.TABLE, in its order;
+    see the table for what each does). Frozen: a run's settings never change under it."""
 
     @property
     def margins(self) -> tuple[int, int, int, int]:
@@ -84,7 +51,7 @@ class Settings:
         """Whether a photo's crop may depend on the other photos of its person folder."""
         return self.fallback == "sibling" or self.second_pass or self.template_match
 
-    def check(self, source: str = "setting") -> Settings:
+    def check(self, source: str = "setting") -> Self:
         """Raise one SettingsError listing every problem, or return self. `source` names where
         the values came from ("option", "param") in the message."""
         problems = self.problems()
@@ -93,7 +60,7 @@ class Settings:
         return self
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], *, source: str = "setting") -> Settings:
+    def from_mapping(cls, values: Mapping[str, Any], *, source: str = "setting") -> Self:
         """Build from a dict such as DAG params; unknown keys are refused, not ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -101,17 +68,13 @@ class Settings:
             problem = f"unknown {source}: {', '.join(unknown)}; known ones are {', '.join(sorted(known))}"
             raise SettingsError(problem, [problem])
         kwargs = {name: PARAMS[name].coerce(value) for name, value in values.items()}
-        for name in ("thresholds", "second_pass_thresholds"):
-            if isinstance(kwargs.get(name), list):
-                kwargs[name] = tuple(kwargs[name])
+        kwargs = {name: tuple(v) if isinstance(v, list) else v for name, v in kwargs.items()}
         return cls(**kwargs).check(source)
 
     def as_dict(self) -> dict[str, Any]:
         """The knobs as plain JSON values (for manifests, reports and DAG params)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["thresholds"] = list(self.thresholds)
-        out["second_pass_thresholds"] = list(self.second_pass_thresholds)
-        return out
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
     def fingerprint(self) -> str:
         """A short hash of the knobs that shape the faces (not where or how fast they are
@@ -122,5 +85,11 @@ class Settings:
                    if k not in NOT_SHAPING and not (k in ADDED_LATER and v == PARAMS[k].default)}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
 
+
+# One field per crop setting of the table: its name, the type the code holds it in, its default.
+Settings = dataclasses.make_dataclass(
+    "Settings", [(spec.name, spec.python_type, dataclasses.field(default=spec.code_default)) for spec in SETTINGS],
+    bases=(_Settings,), frozen=True, namespace={"__module__": __name__})
+Settings.__doc__ = _Settings.__doc__
 
 DEFAULTS = Settings()

@@ -7,67 +7,88 @@ them in the scheduler's and workers' environment, e.g. in docker-compose.yaml.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-# Cron expression or preset ("@daily") for scheduled runs; unset = manual runs only.
-SCHEDULE: str | None = os.environ.get("FACECROP_SCHEDULE") or None
 
-# An Airflow Asset (its URI, e.g. s3://bucket/masks/) that an upstream DAG updates when it
-# lands new raw photos: each update starts a run (besides FACECROP_SCHEDULE, when both are set).
-SOURCE_ASSET: str | None = os.environ.get("FACECROP_SOURCE_ASSET") or None
+@dataclass(frozen=True)
+class EnvSetting:
+    """One FACECROP_* variable: its default (None: unset) and what it does, for people (the
+    configuration reference is generated from this table)."""
 
-# Dataset a scheduled run crops (the trigger form's default source_uri): this, else the
-# source asset when it is an s3:// URI; unset = the form asks for it.
-SOURCE_URI: str | None = (os.environ.get("FACECROP_SOURCE_URI")
+    name: str
+    default: str | None
+    help: str
+
+
+TABLE: tuple[EnvSetting, ...] = (
+    EnvSetting("FACECROP_SCHEDULE", None, "Cron expression or preset (`@daily`) for scheduled runs; unset: manual runs only."),
+    EnvSetting("FACECROP_SOURCE_ASSET", None,
+               "An Airflow Asset (its URI, e.g. `s3://bucket/masks/`) that an upstream DAG updates when it lands new raw "
+               "photos: each update starts a run (besides FACECROP_SCHEDULE, when both are set)."),
+    EnvSetting("FACECROP_SOURCE_URI", None,
+               "The dataset scheduled runs crop (the trigger form's default source_uri); unset: the source asset when it "
+               "is an s3:// URI, else the form asks for it."),
+    EnvSetting("FACECROP_GPU_POOL", "gpu", "The Airflow pool that bounds how many shards detect at once (one slot per GPU)."),
+    EnvSetting("FACECROP_GPU_QUEUE", None, "Celery queue served by GPU workers; unset: Airflow's default queue."),
+    EnvSetting("FACECROP_GPU_POD_TEMPLATE", None,
+               "KubernetesExecutor: a pod template file (requesting the GPU) for the detect task's pods."),
+    EnvSetting("FACECROP_CPU_WORKERS", "0", "Detection processes per detect task on a CPU worker; 0: one per core. A GPU uses one."),
+    EnvSetting("FACECROP_TRANSFER_THREADS", "16", "Concurrent S3 transfers per task."),
+    EnvSetting("FACECROP_S3_RETRY_DELAYS", "2,10,30",
+               "Seconds between the rounds in which a detect task tries again the photos S3 kept failing (after boto3's "
+               "own 5 attempts): S3 throttles a busy prefix for seconds to minutes. What still fails then fails the try, "
+               "and the task's retry fetches only those photos."),
+    EnvSetting("FACECROP_POOL_WAIT_SECONDS", "1800",
+               "Airflow 3.3 leaves tasks of a missing pool in `scheduled` forever: watch_gpu_pool fails a try, naming the "
+               "fix, each time no shard has started for this long more, and retries until one does."),
+    EnvSetting("FACECROP_RUN_TIMEOUT_SECONDS", str(24 * 3600),
+               "The DAG's dagrun_timeout: a run still going then ends failed (a pool that never appears, a hung worker)."),
+    EnvSetting("FACECROP_SHARD_TIMEOUT_SECONDS", str(4 * 3600), "execution_timeout of one try of a detect task."),
+    EnvSetting("FACECROP_TASK_TIMEOUT_SECONDS", "3600", "execution_timeout of one try of every other task."),
+    EnvSetting("FACECROP_RETRIES", "2",
+               "Retries of every task: a retried shard that finished is skipped, one that did not is redone whole and "
+               "writes the same objects."),
+    EnvSetting("FACECROP_RETRY_DELAY_SECONDS", "30", "Pause before a task's retry."),
+    EnvSetting("FACECROP_ALERT_EMAIL", None,
+               "Comma-separated addresses mailed (Airflow's SMTP notifier) when a task fails for good; unset: no mail."),
+    EnvSetting("FACECROP_ALERT_SMTP_CONN_ID", "smtp_default", "The Airflow `smtp` connection alerts are sent through."),
+    EnvSetting("FACECROP_ALERT_FROM", None, "The alerts' sender; unset: the connection's from_email."),
+)
+_DEFAULTS = {setting.name: setting.default for setting in TABLE}
+
+
+def _env(name: str) -> str | None:
+    """The variable's value, else its table default; an empty value counts as unset."""
+    return os.environ.get(name) or _DEFAULTS[name]
+
+
+def _set(name: str) -> str:
+    """A variable the table gives a default: always a value."""
+    value = _env(name)
+    assert value is not None, f"{name} has no default in the table"
+    return value
+
+
+SCHEDULE: str | None = _env("FACECROP_SCHEDULE")
+SOURCE_ASSET: str | None = _env("FACECROP_SOURCE_ASSET")
+SOURCE_URI: str | None = (_env("FACECROP_SOURCE_URI")
                           or (SOURCE_ASSET if SOURCE_ASSET and SOURCE_ASSET.startswith("s3://") else None))
-
-
-# The Airflow pool that bounds how many shards detect at once (one slot per GPU, say).
-# The demo and docker-compose create it; watch_gpu_pool reports it missing (below).
-GPU_POOL: str = os.environ.get("FACECROP_GPU_POOL", "gpu")
-
-# Celery queue served by GPU workers; unset = Airflow's default queue (one-machine installs).
-GPU_QUEUE: str | None = os.environ.get("FACECROP_GPU_QUEUE") or None
-
-# KubernetesExecutor: a pod template file (requesting the GPU) for the detect task's pods.
-GPU_POD_TEMPLATE: str | None = os.environ.get("FACECROP_GPU_POD_TEMPLATE") or None
-
-# Processes per detect task on a CPU worker; 0 = one per core. A GPU worker uses one.
-CPU_WORKERS: int = int(os.environ.get("FACECROP_CPU_WORKERS", "0"))
-
-# Concurrent S3 transfers per task.
-TRANSFER_THREADS: int = int(os.environ.get("FACECROP_TRANSFER_THREADS", "16"))
-
-# Seconds between the rounds in which a detect task tries again the photos S3 kept failing
-# (after boto3's own 5 attempts): S3 throttles a busy prefix for seconds to minutes. What still
-# fails then fails the try, and the task's retry fetches only those photos.
-S3_RETRY_DELAYS: tuple[float, ...] = tuple(float(s) for s in os.environ.get("FACECROP_S3_RETRY_DELAYS", "2,10,30").split(",") if s.strip())
-
-# Airflow 3.3 does not flag tasks whose pool is missing: they wait in "scheduled" forever.
-# A watcher fails a try, naming the fix, each time no shard has started for this long more;
-# it retries until a shard starts (then the run goes on by itself) or the run times out.
-POOL_WAIT_SECONDS: int = max(1, int(os.environ.get("FACECROP_POOL_WAIT_SECONDS", "1800")))
-
-# A run still going after this long is failed by the scheduler (its waiting tasks skipped):
-# a run that cannot produce its data (a pool that never appears, a hung worker) ends.
-RUN_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_RUN_TIMEOUT_SECONDS", str(24 * 3600)))
-
-# Failure alerts by mail, through Airflow's SMTP notifier and an `smtp` connection (host,
-# port, login): comma-separated addresses; unset = no mail. The sender defaults to the
-# connection's from_email.
-ALERT_EMAILS: tuple[str, ...] = tuple(a.strip() for a in os.environ.get("FACECROP_ALERT_EMAIL", "").split(",") if a.strip())
-ALERT_SMTP_CONN_ID: str = os.environ.get("FACECROP_ALERT_SMTP_CONN_ID", "smtp_default")
-ALERT_FROM: str | None = os.environ.get("FACECROP_ALERT_FROM") or None
-
-# Longest one try of a task may run before Airflow stops it (and retries): a hung S3 call or
-# GPU must not hold the gpu pool's slot forever. Detect tasks get their own, longer limit.
-SHARD_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_SHARD_TIMEOUT_SECONDS", str(4 * 3600)))
-TASK_TIMEOUT_SECONDS: int = int(os.environ.get("FACECROP_TASK_TIMEOUT_SECONDS", "3600"))
-
-# Every task retries; a retried shard that finished is skipped, one that did not is redone
-# whole and writes the same objects.
-RETRIES: int = int(os.environ.get("FACECROP_RETRIES", "2"))
-RETRY_DELAY_SECONDS: int = int(os.environ.get("FACECROP_RETRY_DELAY_SECONDS", "30"))
+GPU_POOL: str = _set("FACECROP_GPU_POOL")
+GPU_QUEUE: str | None = _env("FACECROP_GPU_QUEUE")
+GPU_POD_TEMPLATE: str | None = _env("FACECROP_GPU_POD_TEMPLATE")
+CPU_WORKERS: int = int(_set("FACECROP_CPU_WORKERS"))
+TRANSFER_THREADS: int = int(_set("FACECROP_TRANSFER_THREADS"))
+S3_RETRY_DELAYS: tuple[float, ...] = tuple(float(s) for s in _set("FACECROP_S3_RETRY_DELAYS").split(",") if s.strip())
+POOL_WAIT_SECONDS: int = max(1, int(_set("FACECROP_POOL_WAIT_SECONDS")))
+RUN_TIMEOUT_SECONDS: int = int(_set("FACECROP_RUN_TIMEOUT_SECONDS"))
+SHARD_TIMEOUT_SECONDS: int = int(_set("FACECROP_SHARD_TIMEOUT_SECONDS"))
+TASK_TIMEOUT_SECONDS: int = int(_set("FACECROP_TASK_TIMEOUT_SECONDS"))
+RETRIES: int = int(_set("FACECROP_RETRIES"))
+RETRY_DELAY_SECONDS: int = int(_set("FACECROP_RETRY_DELAY_SECONDS"))
+ALERT_EMAILS: tuple[str, ...] = tuple(a.strip() for a in (_env("FACECROP_ALERT_EMAIL") or "").split(",") if a.strip())
+ALERT_SMTP_CONN_ID: str = _set("FACECROP_ALERT_SMTP_CONN_ID")
+ALERT_FROM: str | None = _env("FACECROP_ALERT_FROM")
 
 
 def schedule() -> Any:

@@ -88,6 +88,19 @@ class Spec:
         default = "" if self.default is None else f" (default {self.default!r})"
         return f"{self.name}={value!r} is invalid: it must be {self.rule}{default}"
 
+    @property
+    def python_type(self) -> Any:
+        """The type the code holds a value in (a settings field's annotation)."""
+        types = [t for t in _types(self.schema) if t != "null"]
+        if types == ["array"] and self.schema.get("minItems") == self.schema.get("maxItems") == 3:
+            return tuple[float, float, float]
+        return {"integer": int, "number": float, "boolean": bool, "string": str, "array": list, "object": dict}[types[0]]
+
+    @property
+    def code_default(self) -> Any:
+        """The default in the type the code holds: arrays of settings are tuples."""
+        return tuple(self.default) if isinstance(self.default, list) and self.setting else self.default
+
     def coerce(self, value: Any) -> Any:
         """A valid value in the type the code uses: 5.0 for an integer param is 5 (JSON
         schema counts it as an integer, as the form does)."""
@@ -210,9 +223,10 @@ TABLE: tuple[Spec, ...] = (
          setting=True),
     # Where detection runs: the CLI's choice; the DAG's tasks take what their worker has.
     Spec("device", {"type": "string", "pattern": r"^(auto|cpu|cuda(:\d+)?)$"}, "auto", "Device",
-         "auto: cuda when this machine has a GPU, else cpu.", rule="auto, cpu, cuda or cuda:N", setting=True, form=False),
+         "auto: cuda when this machine has a GPU, else cpu.", DETECT, rule="auto, cpu, cuda or cuda:N", setting=True,
+         form=False),
     Spec("workers", _integer(0, 64), 0, "Worker processes",
-         "Detection processes on the CPU (one torch thread each); 0: one per core, at most 8. A GPU uses one.",
+         "Detection processes on the CPU (one torch thread each); 0: one per core, at most 8. A GPU uses one.", DETECT,
          rule="an integer 0..64 (0 = auto)", setting=True, form=False),
     # Sharding and checks
     # A photo's header is read before it is decoded: one claiming more pixels becomes an error
