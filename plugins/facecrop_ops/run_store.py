@@ -7,7 +7,8 @@ this is the I/O around them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
+from datetime import datetime
 from typing import TypeVar
 
 from facecrop_ops.dataset import corrections, manifest
@@ -19,6 +20,7 @@ from facecrop_ops.s3io import S3Store
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+CSV_MARK, CSV_SETTLED, CSV_YOUNG = "through", "settled-bytes", "young"  # corrections.csv's marks, see _write_csv
 T = TypeVar("T")
 
 
@@ -35,6 +37,13 @@ class RunStore:
 
     def run(self, run_id: str) -> RunFolder:
         return self.dest.run(run_id)
+
+    def run_for_reading(self, run_id: str) -> RunFolder:
+        """The run's folder, or where a version before injective folder names put it."""
+        folder, legacy = self.dest.run(run_id), self.dest.legacy_run(run_id)
+        if legacy == folder or self.s3.metadata(folder.bucket, folder.plan) is not None:
+            return folder
+        return legacy if self.s3.metadata(legacy.bucket, legacy.plan) is not None else folder
 
     # --- documents
 
@@ -89,17 +98,99 @@ class RunStore:
 
     # --- reviewers' decisions
 
-    def corrections(self) -> list[corrections.Correction]:
-        """Every decision object the review page wrote (unreadable ones skipped, with a warning)."""
-        return corrections.parse_all(self.s3.read_all(self.dest.corrections, ".json"))
+    def snapshot(self) -> corrections.Snapshot:
+        """The fold of the settled decisions (an empty one before any compaction)."""
+        data = self.s3.get_if_exists(self.dest.bucket, self.dest.corrections_snapshot)
+        if data is None:
+            return corrections.Snapshot("", corrections.DecisionFold())
+        try:
+            return corrections.Snapshot.from_json(data)
+        except (ValueError, KeyError, TypeError) as exc:  # damaged: the objects themselves are the record
+            log.warning("ignoring %s (%s): folding every decision object again", self.dest.corrections_snapshot, exc)
+            return corrections.Snapshot("", corrections.DecisionFold())
+
+    def decisions(self, snapshot: corrections.Snapshot | None = None,
+                  cache: MutableMapping[str, bytes] | None = None) -> corrections.DecisionFold:
+        """Every decision folded: the snapshot and the objects listed after it (few: the ones
+        saved since the last compaction), each checked whole. Decision objects never change:
+        given a `cache`, only the ones not in it yet are read."""
+        snap = snapshot or self.snapshot()
+        fold = snap.fold.copy()
+        for key, data in self._objects_after(snap.through, {k for k, _ in snap.fold.unreadable}, cache):
+            fold.add_object(key, data)
+        return fold
+
+    def _objects_after(self, through: str, skip: set[str],
+                       cache: MutableMapping[str, bytes] | None = None) -> list[tuple[str, bytes]]:
+        loc = self.dest.corrections
+        keys = [k for k in self.s3.list(loc, "dest_uri", loc.key(through) if through else "") if k not in skip]
+        known = {} if cache is None else {k: cache[k] for k in keys if k in cache}
+        fetched = {key: data for key, data in self.s3.get_many(loc.bucket, [k for k in keys if k not in known])
+                   if data is not None}
+        if cache is not None:
+            cache.update(fetched)
+        return [(key, known[key] if key in known else fetched[key]) for key in keys if key in known or key in fetched]
 
     def save_correction(self, made: corrections.Correction) -> None:
+        """One object per decision, never overwritten: saving reads nothing else."""
         self.s3.put(self.dest.bucket, self.dest.correction(made.id), made.to_json().encode(), JSON)
 
-    def rebuild_corrections_csv(self) -> None:
-        """corrections.csv from every decision object."""
-        self.rebuild(self.dest.corrections, ".json", self.dest.corrections_csv,
-                     lambda found: (corrections.to_csv(corrections.parse_all(data for _, data in found)), None))
+    def compact(self, now: datetime, cache: MutableMapping[str, bytes] | None = None) -> corrections.DecisionFold:
+        """Fold the decisions settled by `now` into the snapshot, list them in corrections.csv,
+        and return every decision folded. Costs what was saved since the last compaction, not
+        the history."""
+        snap = self.snapshot()
+        limit = corrections.settled_before(now)
+        known_bad = {k for k, _ in snap.fold.unreadable}
+        fold, through, young, folded = snap.fold.copy(), snap.through, [], []
+        for key, data in self._objects_after(snap.through, known_bad, cache):
+            name = key.rsplit("/", 1)[-1]
+            if not young and name < limit:
+                through = name
+                c = fold.add_object(key, data)
+                if c is not None:
+                    folded.append(c)
+                continue
+            young.append((key, data))
+            try:
+                corrections.parse(data, corrections.object_name(key))
+            except corrections.CorrectionError as exc:
+                fold.refuse(key, str(exc))  # never readable: named in the snapshot, not read again
+        everything, refused = fold.copy(), {k for k, _ in fold.unreadable}
+        young_decisions = [c for key, data in young if key not in refused and (c := everything.add_object(key, data)) is not None]
+        if through != snap.through or fold.unreadable_count != snap.fold.unreadable_count:
+            self.s3.put_text(self.dest.bucket, self.dest.corrections_snapshot,
+                             corrections.Snapshot(through, fold).to_json(), JSON)
+        self._write_csv(snap.through, through, folded, young_decisions)
+        return everything
+
+    def _write_csv(self, old_through: str, through: str, folded: list[corrections.Correction],
+                   young: list[corrections.Correction]) -> None:
+        """corrections.csv: the settled decisions, appended as they settle, then the young ones,
+        rewritten each time. Its marks (x-amz-meta-through: the last settled decision it lists;
+        x-amz-meta-settled-bytes: where the young rows begin) make a compactor that stopped
+        between two writes, or raced another, leave no gap and no double."""
+        bucket, key = self.dest.bucket, self.dest.corrections_csv
+        meta = self.s3.metadata(bucket, key)
+        csv_through = None if meta is None else meta.get(CSV_MARK)
+        settled_bytes = int((meta or {}).get(CSV_SETTLED, -1))
+        if csv_through is not None and (csv_through > through or (
+                csv_through == through and not young and (meta or {}).get(CSV_YOUNG) == "0")):
+            return  # another compactor got further, or nothing changed
+        if csv_through is None or settled_bytes < 0:  # none yet, or one written before the marks
+            base, rows = (",".join(corrections.COLUMNS) + "\n").encode(), self._settled_after("", through)
+        else:
+            base = self.s3.get(bucket, key)[:settled_bytes]
+            rows = folded if csv_through == old_through else self._settled_after(csv_through, through)
+        settled = base + corrections.csv_rows(rows).encode()
+        self.s3.put(bucket, key, settled + corrections.csv_rows(young).encode(), "text/csv",
+                    {CSV_MARK: through, CSV_SETTLED: str(len(settled)), CSV_YOUNG: str(len(young))})
+
+    def _settled_after(self, start: str, through: str) -> list[corrections.Correction]:
+        """The readable decisions whose object sorts after `start`, up to `through`."""
+        fold = corrections.DecisionFold()
+        return [c for key, data in self._objects_after(start, set())
+                if key.rsplit("/", 1)[-1] <= through and (c := fold.add_object(key, data)) is not None]
 
     # --- tables derived from many objects
 
@@ -112,12 +203,16 @@ class RunStore:
         every object."""
         seen: set[str] | None = None
         value: T | None = None
-        for _ in range(rounds):
+        for _ in range(rounds + 1):
             keys = {k for k in self.s3.list(under, "dest_uri") if k.endswith(suffix)}
             if keys == seen:
+                return value
+            if seen is not None and _ == rounds:
                 break
             found = [(key, data) for key, data in self.s3.get_many(under.bucket, sorted(keys)) if data is not None]
             text, value = render(found)
             self.s3.put_text(self.dest.bucket, out_key, text)
             seen = keys
+        log.warning("%s: objects kept changing over %d rounds; the next rebuild folds in the rest",
+                    self.dest.uri_of(out_key), rounds)
         return value

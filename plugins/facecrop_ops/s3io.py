@@ -29,6 +29,14 @@ class StorageError(RuntimeError):
     so the task fails and Airflow retries it."""
 
 
+class ObjectTooLarge(ValueError):
+    """An object bigger than the caller may hold: refused before its body is read."""
+
+    def __init__(self, key: str, size: int) -> None:
+        super().__init__(f"{key} is {size} bytes")
+        self.size = size
+
+
 def client_for(aws_conn_id: str, threads: int) -> Any:
     """A boto3 S3 client on the Airflow connection. A connection id that names no connection is
     refused: the Amazon provider would silently fall back to boto3's default credentials (a
@@ -91,17 +99,19 @@ class S3Store:
         self.threads = threads
         self.retry_delays = retry_delays
 
-    def objects(self, loc: S3Location, what: str = "the URI") -> list[S3Object]:
-        """Every object under the location, with its ETag and size."""
+    def objects(self, loc: S3Location, what: str = "the URI", start_after: str = "") -> list[S3Object]:
+        """Every object under the location (whose key sorts after `start_after`, given one),
+        with its ETag and size, in key order."""
         out = []
+        extra = {"StartAfter": start_after} if start_after else {}
         with _refusals_are_final(loc.bucket, what):
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix, **extra):
                 out.extend(S3Object(o["Key"], o.get("ETag", "").strip('"'), o.get("Size", 0)) for o in page.get("Contents", []))
         return out
 
-    def list(self, loc: S3Location, what: str = "the URI") -> list[str]:
-        """The key of every object under the location."""
-        return [o.key for o in self.objects(loc, what)]
+    def list(self, loc: S3Location, what: str = "the URI", start_after: str = "") -> list[str]:
+        """The key of every object under the location (after `start_after`), in key order."""
+        return [o.key for o in self.objects(loc, what, start_after)]
 
     def read_all(self, loc: S3Location, suffix: str = "", what: str = "dest_uri") -> list[bytes]:
         """Every object under the location whose key ends with `suffix` (small ones: records)."""
@@ -112,16 +122,24 @@ class S3Store:
         with _refusals_are_final(bucket, "the run's URIs"):
             return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    def get_if_exists(self, bucket: str, key: str, first_bytes: int | None = None, etag: str | None = None) -> bytes | None:
+    def get_if_exists(self, bucket: str, key: str, first_bytes: int | None = None, etag: str | None = None,
+                      max_bytes: int | None = None) -> bytes | None:
         """The object (or its first bytes, e.g. a CSV's header), or None when there is none
         (or, given `etag`, when it is no longer that version): one request where exists()
-        then get() would take two."""
+        then get() would take two. Given `max_bytes`, a larger object raises ObjectTooLarge
+        before its body is read."""
         extra = {"Range": f"bytes=0-{first_bytes - 1}"} if first_bytes else {}
         if etag:
             extra["IfMatch"] = f'"{etag}"'
         with _refusals_are_final(bucket, "the run's URIs"):
             try:
-                return self.client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+                answer = self.client.get_object(Bucket=bucket, Key=key, **extra)
+                if max_bytes is not None and answer.get("ContentLength", 0) > max_bytes:
+                    answer["Body"].close()
+                    raise ObjectTooLarge(key, answer["ContentLength"])
+                return answer["Body"].read()
+            except ObjectTooLarge:
+                raise
             except Exception as exc:
                 if _code(exc) in NOT_FOUND or _code(exc) in ("PreconditionFailed", "412"):
                     return None

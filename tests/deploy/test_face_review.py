@@ -14,7 +14,7 @@ import pytest
 from facecrop_dev.local_deploy import DAG_ID
 from facecrop_ops.config.crop import Settings
 from facecrop_ops.dataset import manifest
-from facecrop_ops.dataset.run_folder import CORRECTIONS_CSV, folder_name
+from facecrop_ops.dataset.run_folder import CORRECTIONS_CSV, CORRECTIONS_DIR, folder_name
 from facecrop_ops.vision.geometry import padded_box
 from facecrop_ops.vision.imaging import cut_face, decode_rgb, encode_face
 
@@ -101,9 +101,10 @@ def test_a_reviewer_fixes_two_crops_in_the_ui_and_the_next_run_applies_exactly_t
     browser.switch_to.default_content()
     browser.save_screenshot(str(artifact("face-review.png")))
 
-    kept = list(csv.DictReader(io.StringIO(body(stack, prefix + CORRECTIONS_CSV).decode())))
-    assert [(r["source"], r["decision"], r["reviewer"]) for r in kept] == [(redrawn, "box", "reviewer"), (excluded, "no_face", "reviewer")]
-    box = tuple(float(kept[0][k]) for k in ("x1", "y1", "x2", "y2"))
+    saved = sorted(o["Key"] for o in stack.s3.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix + CORRECTIONS_DIR)["Contents"])
+    kept = [json.loads(body(stack, key)) for key in saved]  # one object per decision, oldest first
+    assert [(d["source"], d["decision"], d["reviewer"]) for d in kept] == [(redrawn, "box", "reviewer"), (excluded, "no_face", "reviewer")]
+    box = tuple(kept[0]["box"])
     assert box[2] - box[0] == pytest.approx(120, abs=3) and box[3] - box[1] == pytest.approx(150, abs=3)
 
     # The next (incremental) run crops exactly those two again; every other face is reused.
@@ -126,6 +127,31 @@ def test_a_reviewer_fixes_two_crops_in_the_ui_and_the_next_run_applies_exactly_t
     assert prefix + excluded.replace("/images/", "/faces/") not in face_keys  # its old face was removed
     doc = json.loads(body(stack, f"{prefix}_facecrop/runs/{folder_name(second)}/metrics.json"))
     assert doc["classes"]["all"]["corrected"] == 2
+    listed = list(csv.DictReader(io.StringIO(body(stack, prefix + CORRECTIONS_CSV).decode())))  # the run's plan listed them
+    assert [(r["source"], r["decision"], r["reviewer"]) for r in listed] == [(redrawn, "box", "reviewer"), (excluded, "no_face", "reviewer")]
+
+
+def test_the_review_api_answers_abuse_with_clear_refusals_and_frames_only_in_airflow(stack):
+    """Through the deployed API server: a box of booleans is refused (pydantic would have made
+    numbers of them), a run whose connection does not exist is a 502 naming the fix, not a
+    500, and the page may only be framed by the Airflow UI itself."""
+    token = httpx.post(f"{stack.api_url}/auth/token", json={"username": "reviewer", "password": stack.passwords["reviewer"]})
+    client = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    page = client.get("/facecrop/review")
+    assert page.headers["x-frame-options"] == "SAMEORIGIN" and "frame-ancestors 'self'" in page.headers["content-security-policy"]
+    prefix = "abuse/"
+    run_id = run_to_end(stack, {"dest_uri": f"s3://{BUCKET}/{prefix}"})
+    photo = next(iter(rows_of(stack, prefix, run_id)))
+    answer = client.post(f"/facecrop/api/runs/{run_id}/corrections", json={"source": photo, "decision": "box",
+                                                                           "box": [True, True, 300, 400]})
+    assert answer.status_code == 422 and "four numbers" in answer.json()["detail"]
+    huge = client.get(f"/facecrop/api/runs/{run_id}/photo", params={"source": "x" * 100_000})
+    assert huge.status_code == 404 and len(huge.text) < 400  # a request is never echoed whole
+    lost = run_to_end(stack, {"dest_uri": f"s3://{BUCKET}/{prefix}", "aws_conn_id": "no_such_connection"}, ("failed",))
+    for path in (f"/facecrop/api/runs/{lost}/items", f"/facecrop/api/runs/{lost}/photo?source={photo}"):
+        answer = client.get(path)
+        assert answer.status_code == 502 and "names no Airflow connection" in answer.json()["detail"], path
+    assert not stack.s3.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix + CORRECTIONS_DIR).get("KeyCount")
 
 
 def test_a_run_over_its_limits_waits_for_a_person_approve_publishes_reject_publishes_nothing(stack, browser):
@@ -150,7 +176,16 @@ def test_a_run_over_its_limits_waits_for_a_person_approve_publishes_reject_publi
     wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(text(), 'miss rates over the limits in {approved}')]")))
     browser.save_screenshot(str(artifact("required-actions.png")))
     browser.get(f"{stack.api_url}/dags/{DAG_ID}/runs/{approved}/tasks/review_gate/required_actions")
-    wait.until(ec.presence_of_element_located((By.XPATH, "//a[contains(@href, '/facecrop/review?run_id=')]")))
+    link = wait.until(ec.presence_of_element_located((By.XPATH, "//a[contains(@href, '/facecrop/review?run_id=')]")))
+    gate_page = browser.current_url
+    # The link shows what the person is asked about, before anything is published.
+    browser.get(link.get_attribute("href"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".tile img"))
+    assert browser.find_element(By.ID, "run").get_attribute("value") == approved
+    shown = {t.get_attribute("data-source") for t in browser.find_elements(By.CSS_SELECTOR, ".tile")}
+    assert shown and not stack.s3.client().list_objects_v2(Bucket=BUCKET, Prefix="gate/train_face.csv").get("KeyCount")
+    browser.save_screenshot(str(artifact("gate-review.png")))
+    browser.get(gate_page)
     wait.until(ec.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Approve']"))).click()
     assert api.wait_for_run(DAG_ID, approved, 300, alive=stack.check_alive)["state"] == "success"
     assert body(stack, "gate/train_face.csv")

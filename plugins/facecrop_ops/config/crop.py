@@ -27,7 +27,7 @@ class SettingsError(ValueError):
         self.problems = problems or [message]
 
 
-NOT_SHAPING = ("device", "workers", "max_megapixels")
+NOT_SHAPING = ("device", "workers", "max_megapixels", "max_photo_megabytes")
 # Knobs added after runs were recorded: left at their default they shape faces as before, so
 # they count in the fingerprint only when set (a default run's fingerprint, and the faces the
 # next run may reuse, stay as they were).

@@ -235,6 +235,11 @@ TABLE: tuple[Spec, ...] = (
     Spec("max_megapixels", _integer(1, 1000), 50, "Largest photo (megapixels)",
          "Photos whose header claims more pixels are recorded as errors instead of decoded (a decompression bomb "
          "would take a worker's memory).", SCALE, setting=True),
+    # The listing gives each object's size: a photo file larger than this is refused before it
+    # is downloaded (what a worker or the API server holds of one photo is bounded by it).
+    Spec("max_photo_megabytes", _integer(1, 1000), 50, "Largest photo file (MB)",
+         "Photo files larger than this are recorded as errors, never downloaded; the review page refuses to show them.",
+         SCALE, setting=True),
     # Each shard pays ~4 s to start (task start, torch and facenet-pytorch imports, worker
     # processes) on a 2-core CPU worker: 2,000 photos keep that near 6 % there (benchmarks/
     # bench_dag_vs_cli.py). Raise it for GPU workers; lower it to spread a small dataset over

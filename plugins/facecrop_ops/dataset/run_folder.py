@@ -4,7 +4,8 @@ among them as typed values with their JSON (pure: no S3 here; `run_store` reads 
     <dest>/_facecrop/index.json                   IndexDoc: which run's manifest the next run may reuse
     <dest>/_facecrop/history.csv                  every run's per-class metrics (rebuilt)
     <dest>/_facecrop/corrections/<id>.json        one reviewer's decision each
-    <dest>/_facecrop/corrections.csv              every decision (rebuilt)
+    <dest>/_facecrop/corrections.csv              every decision, for people (appended as decisions settle)
+    <dest>/_facecrop/corrections.snapshot.json    the fold of the settled decisions (dataset.corrections)
     <dest>/_facecrop/runs/<run>/plan.json         PlanDoc: what the plan decided
     <dest>/_facecrop/runs/<run>/shards/<plan id>/NNNNN.json           ShardList: a shard's photos
                                                  NNNNN.manifest.csv   its rows, written last: the done mark
@@ -20,6 +21,7 @@ versions wrote.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -34,10 +36,19 @@ INDEX = f"{FACECROP_DIR}/index.json"
 HISTORY = f"{FACECROP_DIR}/history.csv"
 CORRECTIONS_DIR = f"{FACECROP_DIR}/corrections"
 CORRECTIONS_CSV = f"{FACECROP_DIR}/corrections.csv"
+CORRECTIONS_SNAPSHOT = f"{FACECROP_DIR}/corrections.snapshot.json"
 
 
 def folder_name(run_id: str) -> str:
-    """Run ids carry ':' and '+' (manual__2026-11-28T10:00:00+00:00); keep keys portable."""
+    """The run's folder: the id itself when it is portable, else the id with ':', '+' and the
+    like made '_' and a hash of the real id added, so that two ids never share a folder
+    (`...T23:36:06+00:00` and a triggered `...T23_36_06_00_00` did)."""
+    safe = legacy_folder_name(run_id)
+    return run_id if safe == run_id else f"{safe}-{hashlib.sha256(run_id.encode()).hexdigest()[:12]}"
+
+
+def legacy_folder_name(run_id: str) -> str:
+    """How versions before the hash named a run's folder: read their runs where they are."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
 
 
@@ -74,11 +85,18 @@ class DestFolder:
         return self.dest.key(CORRECTIONS_CSV)
 
     @property
+    def corrections_snapshot(self) -> str:
+        return self.dest.key(CORRECTIONS_SNAPSHOT)
+
+    @property
     def runs(self) -> S3Location:
         return self.dest.child(RUNS_DIR)
 
     def run(self, run_id: str) -> RunFolder:
         return RunFolder(self.dest.child(f"{RUNS_DIR}/{folder_name(run_id)}"))
+
+    def legacy_run(self, run_id: str) -> RunFolder:
+        return RunFolder(self.dest.child(f"{RUNS_DIR}/{legacy_folder_name(run_id)}"))
 
 
 @dataclass(frozen=True)
@@ -184,8 +202,11 @@ class PlanDoc:
     gone: int = 0
     index_run: str | None = None  # the run whose faces it reused; publish checks the index still points there
     refused: int = 0
+    too_large: int = 0  # photos over max_photo_megabytes, never downloaded
     corrected: int = 0
-    stale_corrections: list[StaleCorrection] = field(default_factory=list)
+    stale_corrections: list[StaleCorrection] = field(default_factory=list)  # the first ones
+    stale_count: int | None = None  # all of them (None: a plan before the count, which listed all)
+    unreadable_decisions: dict[str, Any] = field(default_factory=dict)  # {"count": N, "keys": [...]}, when any
     skipped_hidden: list[str] = field(default_factory=list)
     skipped_not_photos: list[str] = field(default_factory=list)
     skipped_faces: list[str] = field(default_factory=list)

@@ -108,11 +108,11 @@ META_KEYS = ("run_id", "run_after", "logical_date", "source_uri", "dest_uri", "e
 
 def render(run: Mapping[str, Any], classes: Mapping[str, Mapping[str, Any]], bar_png: str, trend_png: str | None,
            previous_run: str | None, contact_sheets: Sequence[Sheet], thumbs: Mapping[str, bytes],
-           stale: Sequence[Mapping[str, str]] = ()) -> str:
+           stale: Sequence[Mapping[str, str]] = (), stale_count: int | None = None) -> str:
     """The whole page as one HTML string; every image is an inline data URI. `thumbs` maps a
     photo's source to a JPEG thumbnail of its face; `stale` lists reviewers' corrections not
-    applied because their photo changed."""
+    applied because their photo changed (the first ones; `stale_count` counts them all)."""
     template = _environment().get_template("report.html.j2")
     return template.render(run=run, meta_keys=META_KEYS, classes=classes, bar_png=bar_png, trend_png=trend_png,
                            previous_run=previous_run, sheets=contact_sheets, thumbs=thumbs, thumb_width=THUMB_WIDTH,
-                           stale=stale)
+                           stale=stale, stale_count=len(stale) if stale_count is None else stale_count)

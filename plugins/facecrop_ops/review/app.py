@@ -17,9 +17,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
-from facecrop_ops.config.names import DAG_ID
+from facecrop_ops.config.names import DAG_ID, REVIEW_PREFIX
 from facecrop_ops.dataset.corrections import CorrectionError
-from facecrop_ops.dataset.naming import content_type
 from facecrop_ops.review import service
 from facecrop_ops.s3io import StorageError
 
@@ -31,7 +30,8 @@ DECIDE = [Depends(requires_access_dag("PUT", DagAccessEntity.RUN, param_dag_id=D
 class Decision(BaseModel):
     source: str
     decision: str
-    box: list[float] | None = None  # checked (four finite numbers inside the photo) by corrections.make
+    # Taken as sent and checked by corrections.make: pydantic would turn [true, true, 300, 400] into numbers.
+    box: list[Any] | None = None
 
 
 def _guarded(fn: Any, *args: Any) -> Any:
@@ -42,8 +42,21 @@ def _guarded(fn: Any, *args: Any) -> Any:
         raise HTTPException(404, str(exc)) from None
     except CorrectionError as exc:
         raise HTTPException(422, str(exc)) from None
+    except service.Changed as exc:
+        raise HTTPException(409, str(exc)) from None
+    except service.TooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
     except StorageError as exc:
         raise HTTPException(502, str(exc)) from None
+
+
+def _run(run_id: str) -> tuple[service.Run, Any]:
+    run = _guarded(service.find_run, run_id)
+    return run, _guarded(service.store_for, run)
+
+
+# The page may be framed by the Airflow UI (its Browse > Face review view) and nothing else.
+FRAMING = {"X-Frame-Options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'"}
 
 
 @functools.cache
@@ -55,8 +68,8 @@ def _template() -> Any:
 
 
 @app.get("/review", response_class=HTMLResponse, dependencies=READ)
-def page(user: GetUserDep) -> str:
-    return _template().render(user=user.get_name())
+def page(user: GetUserDep) -> HTMLResponse:
+    return HTMLResponse(_template().render(user=user.get_name(), api=f"{REVIEW_PREFIX}/api"), headers=FRAMING)
 
 
 @app.get("/api/runs", dependencies=READ)
@@ -67,22 +80,20 @@ def runs() -> list[dict[str, str]]:
 
 @app.get("/api/runs/{run_id}/items", dependencies=READ)
 def items(run_id: str) -> dict[str, Any]:
-    run = _guarded(service.find_run, run_id)
-    return _guarded(service.items, run, service.store_for(run))
+    return _guarded(service.items, *_run(run_id))
 
 
 @app.get("/api/runs/{run_id}/photo", dependencies=READ)
 def photo(run_id: str, source: str = Query(...)) -> Response:
-    """A photo of the run (the page draws boxes in its pixels); never any other object."""
-    run = _guarded(service.find_run, run_id)
-    data = _guarded(service.photo, run, service.store_for(run), source)
-    return Response(data, media_type=content_type(source),
+    """A photo of the run, upright as the pipeline sees it (the page draws boxes in its
+    pixels); never any other object."""
+    data, media_type = _guarded(service.photo, *_run(run_id), source)
+    return Response(data, media_type=media_type,
                     headers={"Cache-Control": "private, max-age=600", "X-Content-Type-Options": "nosniff"})
 
 
 @app.post("/api/runs/{run_id}/corrections", dependencies=DECIDE)
 def decide(run_id: str, body: Decision, user: GetUserDep) -> dict[str, Any]:
-    run = _guarded(service.find_run, run_id)
-    made = _guarded(service.record, run, service.store_for(run), body.source, body.decision, body.box, user.get_name())
+    made = _guarded(service.record, *_run(run_id), body.source, body.decision, body.box, user.get_name())
     return {"id": made.id, "source": made.source, "decision": made.decision, "box": made.box, "reviewer": made.reviewer,
             "time": made.time}

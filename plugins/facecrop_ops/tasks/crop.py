@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from facecrop_ops.dataset.codes import Reason, Status
+from facecrop_ops.dataset.codes import Method, Reason, Status
 from facecrop_ops.dataset.locations import face_rel, split_images_root
 from facecrop_ops.dataset.manifest import ManifestRow
 from facecrop_ops.dataset.naming import content_type, person_folder, photo_class
@@ -104,7 +104,8 @@ class ShardCrop:
                                       workers=n_workers, reread=lambda photo: self.reread(photo, etags)):
                 source = result.row.source
                 manual = shard.manual.get(source)
-                self.rows.append(replace(result.row, etag=etags[source], correction=manual.id if manual else ""))
+                applied = manual is not None and result.row.method == Method.MANUAL
+                self.rows.append(replace(result.row, etag=etags[source], correction=manual.id if applied else ""))
                 if result.face is not None:
                     yield rp.dest.key(result.row.output), result.face, content_type(result.row.output)
 

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from facecrop_ops.config.run import ParamsError, RunParams
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PUBLISHED_BY = "facecrop-run"  # user metadata (x-amz-meta-facecrop-run) on every CSV this pipeline publishes
 REFUSED = "refused: "  # how the message of a photo the plan refused begins
+STALE_LISTED = 100  # stale corrections plan.json, the report and the page name (they count them all)
 
 
 def plan(params: Mapping[str, Any], run_id: str, store: Any) -> list[dict[str, Any]]:
@@ -36,7 +38,9 @@ def plan(params: Mapping[str, Any], run_id: str, store: Any) -> list[dict[str, A
     nothing changed)."""
     ctx = run_context(params, run_id, store)
     rp = ctx.params
-    etags = {rp.source.rel(o.key): o.etag for o in store.objects(rp.source, "source_uri")}
+    listed = store.objects(rp.source, "source_uri")
+    etags = {rp.source.rel(o.key): o.etag for o in listed}
+    sizes = {rp.source.rel(o.key): o.size for o in listed}
     listing = classify(etags)
     if not listing.photos:
         raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
@@ -45,12 +49,18 @@ def plan(params: Mapping[str, Any], run_id: str, store: Any) -> list[dict[str, A
     index = ctx.files.index()
     _check_csvs(ctx, csv_uris, index)
     refused = {k: problem for k in listing.photos if (problem := face_key_problem(k, rp.dest))}
-    active, stale = corrections.applicable(corrections.latest(ctx.files.corrections()), etags)
-    excluded = {k: c for k, c in active.items() if c.decision == Decision.NO_FACE and k not in refused}
-    manual = {k: c for k, c in active.items() if c.decision == Decision.BOX and k not in refused}
+    cap = rp.settings.max_photo_megabytes
+    too_large = {k: f"too large to download: {sizes[k] / 1e6:.0f} MB, over max_photo_megabytes {cap}: raise "
+                    "max_photo_megabytes to crop it" for k in listing.photos if sizes[k] > cap * 1_000_000 and k not in refused}
+    decided = ctx.files.compact(datetime.now(timezone.utc))
+    active, stale = corrections.applicable(decided.latest, etags)
+    excluded = {k: c for k, c in active.items() if c.decision == Decision.NO_FACE and k not in refused and k not in too_large}
+    manual = {k: c for k, c in active.items() if c.decision == Decision.BOX and k not in refused and k not in too_large}
     left_out = {
         **{k: ManifestRow(k, "", photo_class(k), Status.ERROR, error=REFUSED + problem, etag=etags[k],
                           reason=Reason.REFUSED_KEY) for k, problem in refused.items()},
+        **{k: ManifestRow(k, "", photo_class(k), Status.ERROR, error=message, etag=etags[k], reason=Reason.TOO_LARGE)
+           for k, message in too_large.items()},
         **{k: ManifestRow(k, "", photo_class(k), Status.EXCLUDED, error=f"marked 'no usable face' by {c.reviewer} at {c.time}",
                           method=Method.MANUAL, etag=etags[k], correction=c.id, reason=Reason.NO_USABLE_FACE)
            for k, c in excluded.items()},
@@ -73,8 +83,12 @@ def plan(params: Mapping[str, Any], run_id: str, store: Any) -> list[dict[str, A
         run_id=run_id, plan_id=plan_id, source_uri=rp.source.uri, dest_uri=rp.dest.uri, csv_uris=csv_uris,
         images_roots=listing.images_roots, photos=len(listing.photos), shards=len(shards), to_crop=len(decision.todo),
         reused=len(decision.reused), gone=len(decision.gone), index_run=last.run_id, refused=len(refused),
+        too_large=len(too_large),
         corrected=len(manual) + len(excluded),
-        stale_corrections=[StaleCorrection(c.source, c.decision, c.reviewer, c.time) for c in stale],
+        stale_corrections=[StaleCorrection(c.source, c.decision, c.reviewer, c.time) for c in stale[:STALE_LISTED]],
+        stale_count=len(stale),
+        unreadable_decisions=({"count": decided.unreadable_count, "keys": [k for k, _ in decided.unreadable[:100]]}
+                              if decided.unreadable_count else {}),
         skipped_hidden=listing.hidden, skipped_not_photos=listing.not_photos, skipped_faces=listing.faces,
         settings=rp.settings.as_dict(),
     ))
@@ -85,15 +99,21 @@ def plan(params: Mapping[str, Any], run_id: str, store: Any) -> list[dict[str, A
              len(decision.gone))
     if manual or excluded:
         log.info("reviewers' corrections: %d face box(es), %d photo(s) with no usable face", len(manual), len(excluded))
-    for c in stale:
+    if decided.unreadable_count:
+        log.warning("%s", decided.unreadable_note())
+    for c in stale[:10]:
         log.warning("stale correction: %s changed since %s reviewed it (%s at %s); not applied: review it again",
                     rp.source.key_uri(c.source), c.reviewer, c.decision, c.time)
+    if len(stale) > 10:
+        log.warning("... and %d more stale corrections (plan.json lists %d)", len(stale) - 10, min(len(stale), STALE_LISTED))
     for what, keys in (("hidden file", listing.hidden), ("file without a photo extension", listing.not_photos),
                        ("face under a 'faces' folder (not a photo)", listing.faces)):
         if keys:
             log.warning("skipping %d %s(s), e.g. %s", len(keys), what, keys[0])
     for key, problem in list(refused.items())[:10]:
         log.warning("refusing %s: %s", rp.source.key_uri(key), problem)
+    for key, message in list(too_large.items())[:10]:
+        log.warning("not downloading %s: %s", rp.source.key_uri(key), message)
     log.info("run reports: %s", ctx.folder.uri)
     return [ShardRef(i, len(keys), plan_id).to_xcom() for i, keys in enumerate(shards)]
 

@@ -93,8 +93,10 @@ def _report(ctx: RunContext, doc: Mapping[str, Any], rows: list[ManifestRow], pa
     current = {name: m["miss_rate"] for name, m in doc["classes"].items()}
     bar = report.bar_chart(current, history.miss_rates(past, previous) if previous else None)
     trend = report.trend_chart(history.trend(past)) if len(history.runs(past)) > 1 else None
-    stale = [asdict(s) for s in ctx.files.plan(ctx.folder).stale_corrections]
-    return report.render(doc["run"], doc["classes"], bar, trend, previous, sheets, thumbs, stale)
+    plan = ctx.files.plan(ctx.folder)
+    stale = [asdict(s) for s in plan.stale_corrections]
+    stale_count = len(stale) if plan.stale_count is None else plan.stale_count
+    return report.render(doc["run"], doc["classes"], bar, trend, previous, sheets, thumbs, stale, stale_count)
 
 
 def check_miss_rates(doc: Mapping[str, Any], limits: Mapping[str, float]) -> str | None:

@@ -136,6 +136,41 @@ def header_size(source: bytes | str | None) -> tuple[int, int] | None:
         return None
 
 
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_SHOWN_AS_IS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # formats every browser shows
+
+
+def upright_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of the photo as the pipeline sees it (EXIF orientation applied, as
+    OpenCV's decoder does), from its header and EXIF alone: nothing is decoded. None when
+    unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            return (h, w) if im.getexif().get(0x0112) in _ROTATED else (w, h)
+    except Exception:  # noqa: BLE001 - not an image
+        return None
+
+
+def display_copy(data: bytes, max_pixels: int) -> tuple[bytes, str]:
+    """(bytes, media type) a browser shows the way the pipeline sees the photo: the file itself
+    when a browser shows it upright already, else an upright JPEG (a rotated WebP or PNG is
+    shown unrotated by browsers; TIFF not at all). Decoding is bounded by `max_pixels`."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, orientation = im.format, im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - decoding below says why
+        fmt, orientation = None, None
+    if fmt in _SHOWN_AS_IS and orientation in (None, 1):
+        return data, Image.MIME.get(fmt, "application/octet-stream")
+    rgb = decode_rgb(data, max_pixels)
+    return cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), "image/jpeg"
+
+
 def pixel_count(source: bytes | str | None) -> int:
     """Width x height from the header; 0 when unknown (unreadable photos are cheap to hold)."""
     size = header_size(source)

@@ -216,6 +216,11 @@ class _Cropper:
         # siblings' rescues as a detection would; the status still says what detection found.
         for i, d in enumerate(decoded):
             if d.photo.manual_box is not None and d.rgb is not None:
+                x1, y1, x2, y2 = d.photo.manual_box
+                if not (0 <= x1 < x2 <= d.size[0] and 0 <= y1 < y2 <= d.size[1]):
+                    log.warning("%s: the reviewer's box %s leaves the %dx%d photo; not applied", d.photo.source,
+                                d.photo.manual_box, *d.size)
+                    continue
                 detection = choices[i] if isinstance(choices[i], _Choice) else _Choice(None, Method.CENTRE)
                 choices[i] = replace(detection, box=d.photo.manual_box, method=Method.MANUAL)
         if self.settings.uses_siblings:

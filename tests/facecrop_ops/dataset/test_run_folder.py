@@ -8,7 +8,7 @@ DEST = DestFolder(S3Location("b", "out/"))
 
 def test_every_object_of_a_run_has_one_name():
     run = DEST.run("manual__2026-11-28T10:00:00.123+00:00")
-    assert run.loc.prefix == "out/_facecrop/runs/manual__2026-11-28T10_00_00.123_00_00/"
+    assert run.loc.prefix.startswith("out/_facecrop/runs/manual__2026-11-28T10_00_00.123_00_00-")
     shards = run.shards("abc")
     assert [shards.photos(3), shards.done(3), shards.partial(3), shards.reused, shards.gone, shards.refused] == [
         run.loc.prefix + f"shards/abc/{name}" for name in
@@ -34,3 +34,10 @@ def test_documents_round_trip_and_read_what_older_versions_wrote():
     index = IndexDoc("r", "out/_facecrop/runs/r/manifest.csv", "s3://b/raw/", "f00")
     assert IndexDoc.from_json(index.to_json()) == index and not index.legacy
     assert IndexDoc.from_json('{"run_id": "r", "manifest": "m", "source_uri": "s", "settings_fingerprint": "f"}').legacy
+
+
+def test_two_run_ids_never_share_a_folder_and_portable_ids_keep_their_own_name():
+    typed, triggered = "manual__2026-12-01T23:36:06.080612+00:00", "manual__2026-12-01T23_36_06.080612_00_00"
+    assert DEST.run(typed) != DEST.run(triggered)
+    assert DEST.run(triggered).loc.prefix == f"out/_facecrop/runs/{triggered}/"  # already portable: as it is
+    assert DEST.legacy_run(typed) == DEST.run(triggered)  # where versions before the hash put the first

@@ -8,13 +8,14 @@ import io
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from facecrop_dev import samples
 from facecrop_dev.local_s3 import moto_server
 from facecrop_ops import tasks
 from facecrop_ops.config.crop import Settings
-from facecrop_ops.dataset import manifest
+from facecrop_ops.dataset import corrections, manifest
 from facecrop_ops.dataset.corrections import CorrectionError
 from facecrop_ops.dataset.locations import S3Location
 from facecrop_ops.dataset.run_folder import CORRECTIONS_CSV, CORRECTIONS_DIR
@@ -62,7 +63,7 @@ def test_the_page_sees_misses_and_least_confident_detections_and_only_the_runs_p
     assert {k for k, kind in kinds.items() if kind == "missed"} == {k for k, r in manifest_rows.items() if r.status == "fallback"}
     assert "low confidence" in kinds.values() and doc["margins"] == [30, 30, 60, 30]
     some = next(iter(kinds))
-    assert service.photo(first, store, some) == store.get(BUCKET, "raw/" + some)
+    assert service.photo(first, store, some) == (store.get(BUCKET, "raw/" + some), "image/jpeg")
     with pytest.raises(service.NotFound, match="is not a photo of run first"):
         service.photo(first, store, "train_data.csv")  # nothing but the run's photos is served
 
@@ -81,8 +82,10 @@ def test_decisions_are_checked_kept_one_object_each_and_listed_in_corrections_cs
     for t in threads:
         t.join()
     kept = store.list(S3Location(BUCKET, "out/" + CORRECTIONS_DIR + "/"))
+    assert len(kept) == 4  # four at once, none lost
+    run(s3, "second")  # its plan lists them in corrections.csv
     listed = list(csv.DictReader(io.StringIO(store.get(BUCKET, "out/" + CORRECTIONS_CSV).decode())))
-    assert len(kept) == 4 and sorted(r["reviewer"] for r in listed) == ["ann", "bob", "cy", "di"]  # four at once, none lost
+    assert sorted(r["reviewer"] for r in listed) == ["ann", "bob", "cy", "di"]
     assert {r["etag"] for r in listed} == {rows(store, "first")[photo].etag}
 
 
@@ -146,3 +149,112 @@ def test_crop_is_right_on_a_reviewers_crop_keeps_it_and_undo_brings_back_detecti
     assert rows(store, "fourth")[photo].method == rows(store, "first")[photo].method != "manual"
     with pytest.raises(CorrectionError, match="not four finite numbers"):
         service.record(third, store, photo, "box", [float("nan"), 1, 50, 50], "ann")
+
+
+def _objects(store):
+    return store.list(S3Location(BUCKET, "out/" + CORRECTIONS_DIR + "/"))
+
+
+def test_malformed_decision_objects_never_stop_the_page_a_save_or_a_run(s3):
+    first, store = run(s3, "first")
+    photo = "train/images/000001_male_White_47/mask1.jpg"
+    good = json.loads(corrections.make(photo, rows(store, "first")[photo].etag, "box", [100, 100, 200, 220], "ann",
+                                       "2026-12-01T10:00:00.000+00:00", "0", (384, 512)).to_json())
+    junk = [b"[]", b"null", b'"box"', b"3", b"{half-written",
+            *(json.dumps({**good, **change}).encode() for change in (
+                {"box": [100, 100, 200, 220, 5]}, {"box": []}, {"box": {}}, {"time": 5}, {"source": None},
+                {"reviewer": ["x"]}, {"decision": "delete"}))]
+    for i, data in enumerate(junk):
+        name = f"20261201T1000{i:02d}.000+0000-{i:08x}"
+        store.put(BUCKET, f"out/{CORRECTIONS_DIR}/{name}.json", data.replace(good["id"].encode(), name.encode()),
+                  "application/json")
+    doc = service.items(first, store)  # the page
+    assert doc["unreadable"]["count"] == len(junk) and doc["unreadable"]["note"].startswith(f"{len(junk)} decision object(s)")
+    assert all(i["decision"] is None for i in doc["items"])
+    service.record(first, store, photo, "no_face", None, "bob")  # a save
+    second, _ = run(s3, "second")  # a run: plan, crop_shard, publish
+    plan = json.loads(store.get(BUCKET, "out/_facecrop/runs/second/plan.json"))
+    assert plan["unreadable_decisions"]["count"] == len(junk)
+    assert rows(store, "second")[photo].status == "excluded"  # the one readable decision, applied
+    assert not [r for r in rows(store, "second").values() if r.method == "manual" and r.box == (100.0, 100.0, 200.0, 220.0)]
+
+
+def test_a_refused_save_writes_nothing(s3):
+    first, store = run(s3, "first")
+    photo = "train/images/000001_male_White_47/mask1.jpg"
+    for decision, box, why in (("box", [1, 2, 3], "four numbers"), ("box", [True, True, 300, 400], "four numbers"),
+                               ("box", [0, 0, 500, 100], "leaves the 384x512 photo"), ("box", None, "four numbers"),
+                               ("delete", None, "decision must be one of"), (["box"], None, "decision must be one of")):
+        with pytest.raises(CorrectionError, match=why):
+            service.record(first, store, photo, decision, box, "ann")
+    assert _objects(store) == []
+
+
+def test_a_box_is_checked_against_the_photo_the_run_cropped_never_another_version(s3):
+    first, store = run(s3, "first")
+    photo = "train/images/000001_male_White_47/mask1.jpg"
+    original = store.get(BUCKET, "raw/" + photo)
+    big = encode_face(np.zeros((2000, 2000, 3), np.uint8), "x.jpg")
+    store.put(BUCKET, "raw/" + photo, big, "image/jpeg")  # swapped for a bigger photo
+    with pytest.raises(service.Changed, match="changed or was deleted since run first cropped it: review the latest run"):
+        service.record(first, store, photo, "box", [0, 0, 1900, 1900], "ann")
+    store.put(BUCKET, "raw/" + photo, original, "image/jpeg")  # swapped back: the photo the run cropped
+    with pytest.raises(CorrectionError, match="leaves the 384x512 photo"):
+        service.record(first, store, photo, "box", [0, 0, 1900, 1900], "ann")
+    assert _objects(store) == []
+
+
+def test_the_server_never_decodes_a_photo_to_save_a_box_and_refuses_oversized_ones(s3, monkeypatch):
+    big = encode_face(np.random.default_rng(0).integers(0, 255, (1400, 1000, 3), dtype=np.uint8), "x.jpg")
+    s3.upload(BUCKET, "raw/", [("train/images/000009_female_Asian_30/mask1.jpg", big)])
+    first, store = run(s3, "first", max_photo_megabytes=1)
+    assert len(big) > 1_000_000
+    with pytest.raises(service.TooLarge, match=r"is \d MB, over the run's max_photo_megabytes 1: it is not shown"):
+        service.photo(first, store, "train/images/000009_female_Asian_30/mask1.jpg")
+    from facecrop_ops.vision import imaging
+
+    monkeypatch.setattr(imaging, "decode_rgb", lambda *a, **k: pytest.fail("a box save decoded the photo"))
+    made = service.record(first, store, "train/images/000001_male_White_47/mask1.jpg", "box", [10, 10, 380, 500], "ann")
+    assert made.size == (384, 512)
+
+
+def test_a_run_waiting_at_the_review_gate_shows_its_misses_before_it_publishes(s3):
+    params = {"source_uri": f"s3://{BUCKET}/raw", "dest_uri": f"s3://{BUCKET}/out", "photos_per_shard": 7}
+    store = tasks.open_store(params)
+    refs = tasks.plan(params, "waiting", store)
+    waiting = service.Run("waiting", "running", "", service.run_params(params))
+    with pytest.raises(service.NotFound, match="is still cropping"):
+        service.items(waiting, store)
+    for ref in refs:
+        tasks.crop_shard(params, "waiting", ref, store, workers=1)
+    service._manifests.clear()
+    doc = service.items(waiting, store)
+    assert not store.get_if_exists(BUCKET, "out/_facecrop/runs/waiting/manifest.csv")
+    assert {i["source"] for i in doc["items"] if i["kind"] == "missed"}  # what the gate asks about, before publishing
+
+
+def test_a_run_of_an_earlier_version_is_read_from_its_folder(s3):
+    run_id = "manual__2026-12-01T10:00:00+00:00"
+    first, store = run(s3, run_id)
+    files = service.RunStore(store, first.params.dest)
+    new, legacy = files.dest.run(run_id), files.dest.legacy_run(run_id)
+    assert new != legacy and files.run_for_reading(run_id) == new
+    for key in store.list(new.loc):
+        store.put(BUCKET, legacy.loc.key(new.loc.rel(key)), store.get(BUCKET, key), "text/plain")
+    store.delete_many(BUCKET, store.list(new.loc))
+    service._manifests.clear()
+    assert files.run_for_reading(run_id) == legacy and service.items(first, store)["items"]
+
+
+def test_stale_decisions_are_listed_apart_and_requests_are_never_echoed_whole(s3):
+    first, store = run(s3, "first")
+    photo = "train/images/000001_male_White_47/mask1.jpg"
+    service.record(first, store, photo, "no_face", None, "ann")
+    store.put(BUCKET, "raw/" + photo, store.get(BUCKET, "raw/train/images/000001_male_White_47/mask2.jpg"), "image/jpeg")
+    second, _ = run(s3, "second")
+    doc = service.items(second, store)
+    assert [s["source"] for s in doc["stale"]] == [photo]
+    assert all(i["decision"] is None for i in doc["items"] if i["source"] == photo)  # no badge for a stale decision
+    with pytest.raises(service.NotFound) as err:
+        service.photo(second, store, "x" * 10_000_000)
+    assert len(str(err.value)) < 300

@@ -5,9 +5,10 @@ from datetime import datetime
 from facecrop_ops import tasks
 from facecrop_ops.dataset import manifest
 from facecrop_ops.dataset.locations import S3Location
+from facecrop_ops.dataset.run_folder import folder_name
 
 RUN = "manual__2026-11-28T10:00:00+00:00"
-RUN_DIR = "out/_facecrop/runs/manual__2026-11-28T10_00_00_00_00/"
+RUN_DIR = f"out/_facecrop/runs/{folder_name(RUN)}/"
 
 
 def params(bucket, **extra):
@@ -39,5 +40,5 @@ def full_run(store, p, run_id):
 
 
 def manifest_of(store, bucket, dest, run_id):
-    rows = manifest.loads(store.get(bucket, f"{dest}_facecrop/runs/{run_id}/manifest.csv").decode())
+    rows = manifest.loads(store.get(bucket, f"{dest}_facecrop/runs/{folder_name(run_id)}/manifest.csv").decode())
     return [(r.source, r.status, r.crop, r.error, r.etag) for r in rows], [r for r in rows if r.reused]

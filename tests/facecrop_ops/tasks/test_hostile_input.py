@@ -17,6 +17,7 @@ from facecrop_ops.config.run import ParamsError
 from facecrop_ops.dataset import manifest
 from facecrop_ops.dataset.csv_rewrite import CsvError
 from facecrop_ops.dataset.locations import S3Location
+from facecrop_ops.dataset.run_folder import folder_name
 from facecrop_ops.s3io import S3Store, StorageError
 
 RUN = "manual__2026-12-01T00:00:00+00:00"
@@ -56,7 +57,7 @@ def run(store, p, run_id=RUN):
 
 
 def run_dir(p, run_id=RUN):
-    return f"{p['dest_uri'].split('/', 3)[3]}/_facecrop/runs/{run_id.replace(':', '_').replace('+', '_')}/"
+    return f"{p['dest_uri'].split('/', 3)[3]}/_facecrop/runs/{folder_name(run_id)}/"
 
 
 def manifest_rows(store, bucket, p):

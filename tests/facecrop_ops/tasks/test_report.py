@@ -5,6 +5,7 @@ import json
 
 from facecrop_ops import tasks
 from facecrop_ops.config.crop import Settings
+from facecrop_ops.dataset.run_folder import folder_name
 from tests.facecrop_ops.tasks.helpers import RUN, finish_run
 
 
@@ -33,7 +34,7 @@ def test_history_holds_each_run_once_through_clears_and_runs_finishing_meanwhile
 
     # Another run's metrics land while this run rebuilds the history (after its first listing).
     other = "manual__2026-11-03T00:00:00+00:00"
-    other_doc = json.loads(store.get(bucket, f"out/_facecrop/runs/{first.replace(':', '_').replace('+', '_')}/metrics.json"))
+    other_doc = json.loads(store.get(bucket, f"out/_facecrop/runs/{folder_name(first)}/metrics.json"))
     other_doc["run"]["run_id"], other_doc["run"]["run_after"] = other, "2026-11-03T00:00:00+00:00"
     listing, calls = store.list, []
 
