@@ -29,7 +29,7 @@ from facecrop_ops import tasks
 from facecrop_ops.dataset import corrections
 from facecrop_ops.dataset.locations import S3Location
 from facecrop_ops.review import service
-from facecrop_ops.run_store import RunStore
+from facecrop_ops.run_store import CSV_MARK, CSV_SETTLED, CSV_YOUNG, RunStore
 from facecrop_ops.s3io import S3Store
 
 
@@ -104,8 +104,12 @@ def measure(n: int, before_max: int) -> dict[str, float | None]:
             fold = corrections.DecisionFold()
             for key, data in settled:
                 fold.add_object(key, data)
-            store.put_text(bucket, files.dest.corrections_snapshot,
-                           corrections.Snapshot(settled[-1][0].rsplit("/", 1)[-1], fold).to_json())
+            through = settled[-1][0].rsplit("/", 1)[-1]
+            store.put_text(bucket, files.dest.corrections_snapshot, corrections.Snapshot(through, fold).to_json())
+            listed = (",".join(corrections.COLUMNS) + "\n" + corrections.csv_rows(
+                corrections.parse(data) for _, data in settled)).encode()
+            store.put(bucket, files.dest.corrections_csv, listed, "text/csv",
+                      {CSV_MARK: through, CSV_SETTLED: str(len(listed)), CSV_YOUNG: "0"})
             result["before"] = result["migration"] = None
         # The last quarter hour's decisions, not settled yet, after the snapshot.
         _inject(bucket, _decisions(50, photos, datetime.now(timezone.utc) - timedelta(minutes=5), "out/"))

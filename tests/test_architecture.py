@@ -41,7 +41,9 @@ def test_the_wheel_holds_the_library_its_template_and_the_console_script_and_no_
     names = zipfile.ZipFile(wheel).namelist()
     modules = {n for n in names if n.endswith(".py")}
     assert modules == {p.relative_to(REPO / "plugins").as_posix() for p in (REPO / "plugins/facecrop_ops").rglob("*.py")}
-    assert {"facecrop_ops/reporting/templates/report.html.j2", "facecrop_ops/review/templates/review.html.j2"} <= set(names)
+    assert {"facecrop_ops/reporting/templates/report.html.j2", "facecrop_ops/review/templates/review.html.j2",
+            "facecrop_ops/vision/models/face_detection_yunet_2023mar.onnx",
+            "facecrop_ops/vision/models/LICENSE-face_detection_yunet"} <= set(names)  # the second detector's model and licence
     assert not [n for n in names if n.startswith(("facecrop_dev", "tests", "benchmarks"))]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -18,7 +18,7 @@ from facecrop_ops.config.crop import Settings, SettingsError
 from facecrop_ops.config.options import Option, options
 from facecrop_ops.config.params import CROP, DETECT, PARAMS, SCALE, expand_preset
 from facecrop_ops.dataset import manifest
-from facecrop_ops.dataset.naming import face_path, is_hidden, is_photo_name
+from facecrop_ops.dataset.naming import face_path, is_hidden, is_photo_name, sitting_order
 from facecrop_ops.reporting import metrics
 
 
@@ -122,6 +122,8 @@ def run_crop(args: argparse.Namespace) -> int:
         raise UsageError(f"SRC {args.src} is not a readable folder")
     settings = settings_from_args(args)
     photos, hidden, others = find_photos(src, dst)
+    if settings.uses_siblings:
+        photos.sort(key=sitting_order)  # a sitting's photos together, its reference photos first
     if dst == src:
         clash = [p for p in photos if face_path(p) == p]
         if clash:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
@@ -184,11 +184,12 @@ class S3Store:
 
     def get_many(
         self, bucket: str, keys: Iterable[str], on_done: Callable[[int], None] | None = None,
-        failed: list[tuple[str, Exception]] | None = None,
+        failed: list[tuple[str, Exception]] | None = None, etags: Mapping[str, str] | None = None,
     ) -> Iterator[tuple[str, bytes | None]]:
         """Download concurrently, in input order (keys tried again come last): (key, bytes), or
         (key, None) for an object that is gone. At most a window of downloads is held at once, so memory does not grow
-        with the number of keys. Refusals (no bucket, access denied) raise at once.
+        with the number of keys. Refusals (no bucket, access denied) raise at once. Given
+        `etags`, a key is read only while it is that version (else None, as for a gone one).
 
         Given `failed`, a key S3 keeps failing after boto3's own attempts (throttling, 5xx, a
         dropped connection) does not end the stream: it is set aside and tried again after
@@ -198,7 +199,7 @@ class S3Store:
 
         def fetch(key: str) -> bytes | None | Exception:
             try:
-                return self.get_if_exists(bucket, key)
+                return self.get_if_exists(bucket, key, etag=(etags or {}).get(key))
             except StorageError:
                 raise
             except Exception as exc:  # noqa: BLE001 - transient after boto3's retries: set aside

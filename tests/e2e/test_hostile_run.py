@@ -1,6 +1,8 @@
 """A bucket as careless users and attackers leave it, through `airflow dags test` on moto's S3
 server: pixel bombs, a folder named `images` inside a person folder, a `..` key, a macOS `._`
-CSV, a Korean Excel CSV with formulas in it. The run ends `success` with every good photo's
+CSV, a Korean Excel CSV with formulas in it (codec named in capitals), a person folder named
+in NFD (macOS) that a CSV names in NFC (Excel), a photo over max_photo_megabytes, a CSV with
+Windows line endings. The run ends `success` with every good photo's
 face, every CSV row published or rejected with its reason, and no raw object touched; a
 misspelt param or a connection that does not exist stops the run in `plan` before any data moves."""
 
@@ -9,6 +11,7 @@ import io
 import json
 import sqlite3
 import subprocess
+import unicodedata
 
 import pytest
 
@@ -18,6 +21,7 @@ from facecrop_ops.dataset import manifest
 
 BUCKET, PREFIX = "hostile-data", "raw/"
 PERSON = "train/images/000001_male_White_47"
+NFD = unicodedata.normalize("NFD", "train/images/000009_홍길동_Asian_30")
 
 
 def snapshot(client):
@@ -35,6 +39,11 @@ def runs(tmp_path_factory):
         files[f"{PERSON}/images/normal.jpg"] = files[f"{PERSON}/normal.jpg"]
         files[f"{PERSON}/../000002_male_White_51/normal.jpg"] = files[f"{PERSON}/normal.jpg"]
         files["._train_data.csv"] = b"\x00\x05\x16\x07\x00\x02Mac OS X        binary"
+        files[f"{NFD}/normal.jpg"] = files[f"{NFD}/mask1.jpg"] = files[f"{PERSON}/normal.jpg"]
+        files[f"{PERSON}/mask5.jpg"] = files[f"{PERSON}/mask5.jpg"] + b"\0" * 1_200_000  # over max_photo_megabytes 1
+        files["test_data.csv"] = (files["test_data.csv"].decode() + "".join(
+            f"{unicodedata.normalize('NFC', NFD)}/{cls}.jpg\n" for cls in ("mask1", "normal"))
+        ).replace("\n", "\r\n").encode()
         korean = list(csv.reader(io.StringIO(files["train_data.csv"].decode())))
         korean[0].append("메모")
         for row in korean[1:]:
@@ -57,7 +66,7 @@ def runs(tmp_path_factory):
         refused = {"misspelt": dags_test({"source_uri": source, "min_face_sise": 400}),
                    "no connection": dags_test({"source_uri": source, "aws_conn_id": "nobody"})}
         untouched = snapshot(client)
-        ran = dags_test({"source_uri": source, "csv_encoding": "cp949"})
+        ran = dags_test({"source_uri": source, "csv_encoding": "CP949", "max_photo_megabytes": 1})
         with sqlite3.connect(home / "airflow.db") as db:
             states = [state for (state,) in db.execute("select state from dag_run order by id")]
         bodies = {k: client.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in snapshot(client) if "/images/" not in k}
@@ -84,9 +93,10 @@ def test_the_hostile_run_succeeds_and_crops_every_good_photo(runs):
     assert errors["eval/images/bomb.png"].startswith("too large to decode: 30000x30000 px")
     assert "would lie in an 'images' folder" in errors[f"{PERSON}/images/normal.jpg"]
     assert "'.' or '..' segment" in errors[f"{PERSON}/../000002_male_White_51/normal.jpg"]
-    assert len(errors) == 4 + 2  # and the sample's zero-byte photo and non-image
+    assert errors[f"{PERSON}/mask5.jpg"].startswith("too large to download: 1 MB, over max_photo_megabytes 1")
+    assert len(errors) == 5 + 2  # and the sample's zero-byte photo and non-image
     good = [r for r in rows.values() if r.status != "error"]
-    assert len(good) == 2 * 7 + 2 - 2 and all(PREFIX + r.output in bodies for r in good)
+    assert len(good) == 2 * 7 + 2 - 3 + 2 and all(PREFIX + r.output in bodies for r in good)
     assert not [k for k in bodies if "/faces/" in k and ("/images/" in k or "/../" in k)]
 
 
@@ -109,3 +119,11 @@ def test_no_raw_object_was_touched_and_the_hidden_csv_was_skipped(runs):
     (plan_key,) = [k for k in runs["bodies"] if k.endswith("/plan.json")]
     plan = json.loads(runs["bodies"][plan_key])
     assert "._train_data.csv" in plan["skipped_hidden"] and plan["refused"] == 2
+
+
+def test_a_csv_naming_photos_in_another_unicode_normalisation_points_at_their_faces_in_its_line_endings(runs):
+    published = runs["bodies"][PREFIX + "test_face.csv"].decode()
+    faces = [f"{NFD.replace('/images/', '/faces/')}/{cls}.jpg" for cls in ("mask1", "normal")]
+    assert all(f"{face}\r\n" in published for face in faces)  # the faces' own keys
+    assert all(PREFIX + face in runs["bodies"] for face in faces)
+    assert published.count("\r\n") == published.count("\n")  # Windows line endings kept

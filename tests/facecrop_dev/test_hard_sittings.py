@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from facecrop_dev import hard_sittings
-from facecrop_ops.dataset.naming import CLASSES, person_folder, photo_class
+from facecrop_ops.dataset.naming import CLASSES, folder_of, photo_class
 from facecrop_ops.vision.geometry import iou
 from facecrop_ops.vision.imaging import decode_rgb
 
 
 def test_a_sitting_is_seven_classes_of_one_person_with_true_boxes(hard_photos):
-    astronaut = [p for p in hard_photos if person_folder(p.key) == "train/images/000001_astronaut"]
+    astronaut = [p for p in hard_photos if folder_of(p.key) == "train/images/000001_astronaut"]
     assert [photo_class(p.key) for p in astronaut] == list(CLASSES) == [p.photo_class for p in astronaut]
     assert {p.source for p in astronaut} == {"astronaut"}
     for p in astronaut:
@@ -23,7 +23,7 @@ def test_a_sitting_is_seven_classes_of_one_person_with_true_boxes(hard_photos):
 
 
 def test_sitters_move_between_photos(hard_photos):
-    astronaut = [p for p in hard_photos if person_folder(p.key) == "train/images/000001_astronaut"]
+    astronaut = [p for p in hard_photos if folder_of(p.key) == "train/images/000001_astronaut"]
     boxes = [p.true_box for p in astronaut]
     assert min(iou(a, b) for a in boxes for b in boxes) < 0.8  # not one framing give or take a pixel
     assert max(p.angle for p in astronaut) - min(p.angle for p in astronaut) > 5

@@ -178,8 +178,10 @@ def test_preset_training_turns_on_the_best_measured_rescues_and_refuses_a_contra
         return settings_from_args(build_parser().parse_args(["crop", "src", "dst", *argv]))
 
     training = settings("--preset", "training")
-    assert (training.template_match, training.second_pass, training.fallback) == (True, True, "sibling")
-    assert training.fingerprint() == Settings(template_match=True, second_pass=True, fallback="sibling").fingerprint()
+    assert (training.template_match, training.second_detector, training.second_pass, training.fallback) == (
+        True, True, True, "sibling")
+    assert training.fingerprint() == Settings(template_match=True, second_detector=True, second_pass=True,
+                                              fallback="sibling").fingerprint()
     assert settings("--preset", "training", "--fallback", "sibling", "--second-pass") == training  # the same values: fine
     assert settings() == settings("--preset", "reference") == Settings()
     result = run_cli("crop", str(tmp_path), str(tmp_path / "out"), "--preset", "training", "--fallback", "centre")
@@ -200,4 +202,23 @@ def test_a_training_run_of_the_cli_finds_masked_faces_by_template(hard_photos, t
         "train/images/000001_astronaut/mask4.jpg", "train/images/000001_astronaut/mask5.jpg",
         "train/images/000004_hopper/mask2.jpg"]
     assert {r.method for r in rows if r.status == "detected"} == {"mtcnn"}
-    assert "rescued by method: template 5, second_pass 0, sibling 0" in result.stdout
+    assert "rescued by method: template 5, yunet 0, second_pass 0, sibling 0" in result.stdout
+
+
+def test_the_cli_never_dies_on_one_file_a_device_a_fifo_or_an_oversized_photo(dataset_dir, tmp_path):
+    import os
+
+    person = dataset_dir / "train/images/000001_male_White_47"
+    (person / "mask_zero.jpg").symlink_to("/dev/zero")
+    os.mkfifo(person / "mask_fifo.jpg")
+    (person / "mask_big.jpg").write_bytes((person / "normal.jpg").read_bytes() + b"\0" * 1_100_000)
+    out = tmp_path / "out"
+    result = run_cli("crop", str(dataset_dir), str(out), "--quiet", "--max-photo-megabytes", "1")
+    assert result.returncode == 0, result.stderr
+    rows = read_manifest(out)
+    prefix = "train/images/000001_male_White_47/"
+    assert rows[prefix + "mask_zero.jpg"]["reason"] == rows[prefix + "mask_fifo.jpg"]["reason"] == "unreadable"
+    assert "not a regular file" in rows[prefix + "mask_zero.jpg"]["error"]
+    assert rows[prefix + "mask_big.jpg"]["reason"] == "too_large"
+    good = [r for r in rows.values() if r["source"].startswith(prefix) and r["status"] != "error"]
+    assert len(good) == 7 and all((out / r["output"]).is_file() for r in good)

@@ -31,7 +31,7 @@ NOT_SHAPING = ("device", "workers", "max_megapixels", "max_photo_megabytes")
 # Knobs added after runs were recorded: left at their default they shape faces as before, so
 # they count in the fingerprint only when set (a default run's fingerprint, and the faces the
 # next run may reuse, stay as they were).
-ADDED_LATER = ("template_match", "template_min_score")
+ADDED_LATER = ("template_match", "template_min_score", "second_detector")
 
 
 class _Settings:
@@ -45,6 +45,11 @@ class _Settings:
     def problems(self) -> list[str]:
         """Each unusable value, with what to set instead (the table's rule and default)."""
         return [problem for spec in SETTINGS if (problem := spec.problem(getattr(self, spec.name)))]
+
+    @property
+    def rescues(self) -> bool:
+        """Whether a miss may be cropped from anything but the centre box."""
+        return self.uses_siblings or self.second_detector
 
     @property
     def uses_siblings(self) -> bool:

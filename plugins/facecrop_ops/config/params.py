@@ -30,11 +30,11 @@ FALLBACKS = ("centre", "sibling")
 FALLBACK_SIZES = ("fixed", "auto")
 # What `preset` expands to. `reference` is the notebook, exactly (every param at its default);
 # `training` is the best-measured way to find masked faces (benchmarks/bench_quality.py, README:
-# "Better crops where MTCNN misses"): the sitting's face found by template matching, then a
-# guarded second pass, then the sibling's box.
+# "Better crops where MTCNN misses"): the sitting's face found by template matching, then the
+# second detector, then a guarded second pass, then the sibling's box.
 PRESETS: dict[str, dict[str, Any]] = {
     "reference": {},
-    "training": {"template_match": True, "second_pass": True, "fallback": "sibling"},
+    "training": {"template_match": True, "second_detector": True, "second_pass": True, "fallback": "sibling"},
 }
 # The least template-matching score accepted, chosen on photos where MTCNN did find the face
 # (hard sittings 1000-1159 of facecrop_dev.hard_sittings: 1,389 placements, 41 wrong, the best at 0.846, never those the benchmark judges): just
@@ -43,6 +43,22 @@ TEMPLATE_MIN_SCORE = 0.85
 # What spreadsheets save CSVs as: UTF-8, Korean Excel (cp949 / EUC-KR), Western Excel (cp1252,
 # latin-1), Japanese and Chinese Excel, and UTF-16.
 CSV_ENCODINGS = ("utf-8", "cp949", "euc-kr", "cp1252", "latin-1", "shift_jis", "gb18030", "utf-16")
+
+
+def _spellings(names: tuple[str, ...]) -> str:
+    """A pattern taking each name in any case, its parts joined by '-', '_' or nothing (UTF-8,
+    utf8, EUC_KR, Shift-JIS): how codec names come from spreadsheets and people."""
+    def one(name: str) -> str:
+        parts = [part for part in name.replace("_", "-").split("-")]
+        return "[-_]?".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in part) for part in parts)
+
+    return "^(" + "|".join(one(name) for name in names) + ")$"
+
+
+def canonical_encoding(name: str) -> str:
+    """The table's spelling of a codec name given in any of `_spellings`' forms."""
+    key = name.lower().replace("_", "").replace("-", "")
+    return next(n for n in CSV_ENCODINGS if n.replace("_", "").replace("-", "") == key)
 
 BUCKET = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
 S3_URI = rf"s3://{BUCKET}(/.*)?"
@@ -151,7 +167,7 @@ TABLE: tuple[Spec, ...] = (
     # Above the sections, first: a preset sets several params below at once.
     Spec("preset", _choice(tuple(PRESETS)), "reference", "Preset",
          "reference: the reference notebook, exactly. training: the best-measured crops of masked faces: "
-         "template_match, second_pass and fallback sibling on. A param a preset sets must be left at its default "
+         "template_match, second_detector, second_pass and fallback sibling on. A param a preset sets must be left at its default "
          "or given the preset's value."),
     # Where: above the sections.
     Spec("source_uri", {"type": "string", "pattern": f"^{S3_URI}$"}, None, "Dataset root (S3 URI)",
@@ -168,9 +184,11 @@ TABLE: tuple[Spec, ...] = (
          RUN, rule="name a .csv object (an s3:// URI or a name under source_uri such as labels/train.csv)"),
     Spec("path_column", {"type": "string", "minLength": 1}, "path", "Path column",
          "The CSV column holding each row's photo path.", RUN),
-    Spec("csv_encoding", _choice(CSV_ENCODINGS), "utf-8", "CSV encoding",
+    Spec("csv_encoding", {"type": "string", "pattern": _spellings(CSV_ENCODINGS), "examples": list(CSV_ENCODINGS)},
+         "utf-8", "CSV encoding",
          "How the CSVs' text is encoded (cp949: Korean Excel; cp1252: Western Excel). Published CSVs keep it, and a "
-         "UTF-8 byte-order mark when the source had one.", RUN),
+         "UTF-8 byte-order mark when the source had one.", RUN,
+         rule=f"one of {', '.join(CSV_ENCODINGS)} (in any case; parts joined by '-', '_' or nothing)"),
     Spec("aws_conn_id", {"type": "string", "minLength": 1}, "aws_default", "AWS connection",
          "Airflow connection with the credentials (and endpoint_url for MinIO or a local S3).", RUN),
     # Crop geometry. The extra 60 px on top keeps the hair, which helps tell gender and age.
@@ -221,6 +239,10 @@ TABLE: tuple[Spec, ...] = (
     Spec("template_min_score", {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, TEMPLATE_MIN_SCORE,
          "Template match score", "Least normalised correlation (0..1) of a template match that is accepted.", DETECT,
          setting=True),
+    Spec("second_detector", _BOOL, False, "Second detector on misses",
+         "Where MTCNN misses, ask a second face detector (YuNet, shipped with facecrop) and take its face when it passes "
+         "rules chosen on calibration photos, its box put in MTCNN's geometry (method yunet). Finds faces in photos that "
+         "have no sitting (eval/images/). Runs after template matching, before the second pass.", DETECT, setting=True),
     # Where detection runs: the CLI's choice; the DAG's tasks take what their worker has.
     Spec("device", {"type": "string", "pattern": r"^(auto|cpu|cuda(:\d+)?)$"}, "auto", "Device",
          "auto: cuda when this machine has a GPU, else cpu.", DETECT, rule="auto, cpu, cuda or cuda:N", setting=True,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facecrop_ops.config.crop import Settings
-from facecrop_ops.config.params import FORM_PARAMS, closest, expand_preset
+from facecrop_ops.config.params import FORM_PARAMS, canonical_encoding, closest, expand_preset
 from facecrop_ops.dataset.locations import S3Location, parse_s3_uri
 
 
@@ -54,6 +54,7 @@ def parse(params: Mapping[str, Any]) -> RunParams:
         values[spec.name] = spec.coerce(value)
     source = dest = settings = None
     if not problems:
+        values["csv_encoding"] = canonical_encoding(values["csv_encoding"])
         values, problems = expand_preset(values["preset"], values)
     if not problems:
         source = parse_s3_uri(values["source_uri"], "source_uri")

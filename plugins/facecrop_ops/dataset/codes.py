@@ -27,12 +27,13 @@ class Method(StrEnum):
     TEMPLATE = "template"  # the sitting's upper face found by template matching
     SECOND_PASS = "second_pass"  # a relaxed detection that agrees with the siblings' box
     SIBLING = "sibling"  # the siblings' face box, borrowed
+    YUNET = "yunet"  # found by the second detector (YuNet), its box in MTCNN's geometry
     CENTRE = "centre"  # the centre box: a guess
     MANUAL = "manual"  # a reviewer's box (also on excluded rows)
 
 
-# Misses whose face was found (template, second_pass) or borrowed (sibling): "rescued".
-RESCUES = (Method.TEMPLATE, Method.SECOND_PASS, Method.SIBLING)
+# Misses whose face was found (template, yunet, second_pass) or borrowed (sibling): "rescued".
+RESCUES = (Method.TEMPLATE, Method.YUNET, Method.SECOND_PASS, Method.SIBLING)
 
 
 class Reason(StrEnum):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from facecrop_ops.dataset.codes import Reason, Status
-from facecrop_ops.dataset.locations import S3Location, face_rel
+from facecrop_ops.dataset.locations import S3Location, face_rel, split_images_root
 from facecrop_ops.dataset.manifest import ManifestRow
 
 REJECT_COLUMNS = ("csv", "line", "path", "reason")
@@ -101,10 +102,16 @@ def face_path_for(path: str, images_roots: Sequence[str], source: S3Location, de
     if found is None or not found[2]:
         return None
     pos, root, rest = found
-    before = path[:pos]  # "", "/data/", "s3://bucket/raw/", ...
-    if before == source.uri:
-        return root + rest, dest.key_uri(face_rel(root, rest))
-    return root + rest, before + face_rel(root, rest)
+    return root + rest, _new_path(path[:pos], root + rest, source, dest)
+
+
+def _new_path(before: str, photo: str, source: S3Location, dest: S3Location) -> str:
+    """The face's path in the row's own style: `before` is what came before the images root
+    ("", "/data/", "s3://bucket/raw/"...); an s3:// URI into the dataset points at the face's
+    real object under dest."""
+    split = split_images_root(photo)
+    face = face_rel(*split) if split else photo
+    return dest.key_uri(face) if before == source.uri else before + face
 
 
 def rewrite(
@@ -117,19 +124,20 @@ def rewrite(
     source: S3Location,
     dest: S3Location,
 ) -> Rewritten:
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     header = next(reader, [])
     check_path_column(header, path_column, csv_name)
     col = header.index(path_column)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator=line_ending(text))
+    by_nfc = {unicodedata.normalize("NFC", k): k for k in photos}
     writer.writerow(header)
     kept, rejects = 0, []
     for record in reader:
         if not record:
             continue
         path = record[col].strip() if col < len(record) else ""
-        reason, new_path = _decide(path, photos, images_roots, source, dest)
+        reason, new_path = _decide(path, photos, by_nfc, images_roots, source, dest)
         if reason:
             rejects.append(Reject(csv_name, reader.line_num, path, reason))
             continue
@@ -139,23 +147,37 @@ def rewrite(
     return Rewritten(out.getvalue(), kept, rejects)
 
 
-def _decide(path, photos, images_roots, source, dest) -> tuple[str, str]:
+def _decide(path: str, photos: Mapping[str, ManifestRow], by_nfc: Mapping[str, str], images_roots: Sequence[str],
+            source: S3Location, dest: S3Location) -> tuple[str, str]:
+    """(why the row is rejected, "") or ("", its new path). A path spelt in another Unicode
+    normalisation than its photo's key (NFC from Excel, NFD from macOS) finds that photo, the
+    plan having refused two photos that differ only so; the face's path is then the photo's."""
     if not path:
         return "empty path", ""
     if path.startswith("s3://") and not path.startswith(source.uri):
         return f"an s3:// URI outside the dataset ({source.uri}): its face would not exist", ""
-    mapped = face_path_for(path, images_roots, source, dest)
-    if mapped is None:
+    found = _match(path, images_roots)
+    if found is None or not found[2]:
         roots = ", ".join(images_roots) or "none found"
         return f"path is not under an images folder of the dataset ({roots})", ""
-    row = photos.get(mapped[0])
+    pos, root, rest = found
+    key = root + rest
+    if key not in photos:
+        key = by_nfc.get(unicodedata.normalize("NFC", key), key)
+    row = photos.get(key)
     if row is None:
         return "photo not found in the dataset (missing, hidden or not a photo file)", ""
     if row.status == Status.EXCLUDED:
         return row.error, ""
     if row.status == Status.ERROR:
         return (row.error if row.reason == Reason.REFUSED_KEY else f"photo unreadable: {row.error}"), ""
-    return "", mapped[1]
+    return "", _new_path(path[:pos], key, source, dest)
+
+
+def line_ending(text: str) -> str:
+    """The CSV's own line ending (\\r\\n from Windows and Excel, else \\n): published CSVs keep it."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
 
 
 def rejects_csv(rejects: Sequence[Reject]) -> str:

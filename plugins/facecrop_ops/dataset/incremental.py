@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from facecrop_ops.dataset.codes import RETRIED, Reason, Status
 from facecrop_ops.dataset.manifest import ManifestRow
-from facecrop_ops.dataset.naming import person_folder
+from facecrop_ops.dataset.naming import folder_of, sittings
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,16 @@ def decide(
             keep[key] = row
     gone = [row for key, row in last.items() if key not in etags and key not in aside]
     if whole_folders:
-        changed = {person_folder(k) for k in etags if k not in keep} | {person_folder(r.source) for r in gone}
-        changed |= {person_folder(k) for k, row in aside.items() if _state(last.get(k)) != _state(row)}
-        changed.discard(None)  # photos outside person folders (eval/images/x.jpg) stand alone
-        keep = {k: row for k, row in keep.items() if person_folder(k) not in changed}
+        together = sittings([*etags, *aside, *last])
+
+        def sitting(key: str) -> str | None:
+            folder = folder_of(key)
+            return folder if folder in together else None
+
+        changed = {sitting(k) for k in etags if k not in keep} | {sitting(r.source) for r in gone}
+        changed |= {sitting(k) for k, row in aside.items() if _state(last.get(k)) != _state(row)}
+        changed.discard(None)  # photos outside sittings (eval/images/x.jpg, strangers) stand alone
+        keep = {k: row for k, row in keep.items() if sitting(k) not in changed}
     return Decision(
         reused=[replace(row, reused=True) for row in keep.values()],
         todo=sorted(k for k in etags if k not in keep),

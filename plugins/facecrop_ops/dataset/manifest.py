@@ -18,7 +18,7 @@ COLUMNS = (
     "source", "output", "class", "status", "prob",
     "box_x1", "box_y1", "box_x2", "box_y2",
     "crop_x1", "crop_y1", "crop_x2", "crop_y2",
-    "error", "faces", "method", "etag", "face_etag", "reused", "correction", "reason",
+    "error", "faces", "method", "etag", "face_etag", "reused", "correction", "reason", "reference",
 )
 
 
@@ -39,6 +39,9 @@ class ManifestRow:
     reused: bool = False  # taken from the last run instead of cropped again
     correction: str = ""  # the id of the reviewer's correction the row applies, if any
     reason: Reason = Reason.NONE  # why there is no face (error and excluded rows)
+    # For a rescued crop: whose face it came from (the sitting's `normal`, `incorrect_mask`, or
+    # `median` of its detections), and which reference photos were passed over and why.
+    reference: str = ""
 
     def record(self) -> dict[str, str]:
         box = self.box or ("",) * 4
@@ -59,6 +62,7 @@ class ManifestRow:
             "reused": "true" if self.reused else "false",
             "correction": self.correction,
             "reason": str(self.reason),
+            "reference": self.reference,
         }
 
     @classmethod
@@ -85,6 +89,7 @@ class ManifestRow:
             reused=rec["reused"] == "true",
             correction=rec.get("correction") or "",
             reason=Reason(rec["reason"]) if "reason" in rec else reason_of_message(status, rec["error"]),
+            reference=rec.get("reference") or "",
         )
 
 
@@ -100,7 +105,7 @@ def dumps(rows: Iterable[ManifestRow]) -> str:
 
 # Columns that manifests of earlier versions lack; an index pointing at one still loads (its
 # faces, with no ETag to check, are cropped again once; its reasons are read from its messages).
-_ADDED_LATER = ("face_etag", "correction", "reason")
+_ADDED_LATER = ("face_etag", "correction", "reason", "reference")
 
 # How versions before the reason column began each message, for reading their manifests only:
 # nothing decides on message text any more.

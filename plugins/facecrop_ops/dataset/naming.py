@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from facecrop_ops.dataset.locations import face_rel, split_images_root
@@ -21,14 +23,33 @@ def is_photo_name(path: str) -> bool:
     return PurePosixPath(path).suffix.lower() in PHOTO_EXTENSIONS
 
 
-def person_folder(path: str) -> str | None:
-    """A class-named photo's folder below an images folder (train/images/<person>/): one
-    person's sitting, whose photos may lend each other their face box. None for photos
-    directly in an images folder (eval/images/<hash>.jpg are strangers) or without a class."""
+def folder_of(path: str) -> str | None:
+    """The folder a photo lies in below an images folder (train/images/<person>/), in Unicode
+    NFC: macOS writes names in NFD, Windows and Excel in NFC, and a folder spelt both ways is
+    one folder. None for a photo directly in an images folder (eval/images/<hash>.jpg)."""
     parent = PurePosixPath(path).parent
-    if photo_class(path) == UNLABELED or parent.name in ("", "images"):
+    if parent.name in ("", "images") or split_images_root(path) is None:
         return None
-    return str(parent)
+    return unicodedata.normalize("NFC", str(parent))
+
+
+def sittings(paths: Iterable[str]) -> set[str]:
+    """The folders that are one person's sitting: those holding a class-named photo. Their
+    photos may lend each other a face box, so they are cropped together whatever their number
+    or names; a folder of strangers (no class-named photo) never is."""
+    return {folder for p in paths if photo_class(p) != UNLABELED and (folder := folder_of(p)) is not None}
+
+
+# A sitting's photos whose face other photos borrow (vision.rescue) come first in its order,
+# so that every part of a sitting too big for one chunk can carry them.
+REFERENCE_CLASSES = ("normal", "incorrect_mask")
+
+
+def sitting_order(path: str) -> tuple[str, int, str]:
+    """Sort key: by folder, a sitting's reference photos first, then by name."""
+    cls = photo_class(path)
+    rank = REFERENCE_CLASSES.index(cls) if cls in REFERENCE_CLASSES else len(REFERENCE_CLASSES)
+    return (folder_of(path) or "", rank, path)
 
 
 def photo_class(path: str) -> str:

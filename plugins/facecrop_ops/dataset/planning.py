@@ -1,9 +1,9 @@
 """What a run will do, decided from the bucket listing alone: which keys are photos, which
 CSVs to rewrite, and how photos are grouped into shards (one mapped task instance each).
 
-Shards are whole person folders packed in sorted order, so the same listing always gives
-the same shards and a rerun writes the same objects; a folder is never split, so a
-person's seven photos are cropped (and retried) together.
+Shards are folders packed in sorted order, so the same listing always gives the same shards
+and a rerun writes the same objects; when crops depend on siblings a sitting is never split,
+so a person's photos are cropped (and retried) together.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from facecrop_ops.dataset.locations import FACES, published_csv_name, split_images_root
-from facecrop_ops.dataset.naming import is_hidden, is_photo_name, person_folder
+from facecrop_ops.dataset.naming import folder_of, is_hidden, is_photo_name, sitting_order, sittings
 
 # Airflow refuses to map more than [core] max_map_length (1024) instances; stay far below.
 MAX_SHARDS_LIMIT = 512
@@ -61,20 +61,23 @@ def classify(rel_keys: Iterable[str]) -> Listing:
 
 
 def make_shards(photos: list[str], photos_per_shard: int, max_shards: int, *, whole_folders: bool = False) -> list[list[str]]:
-    """Pack person folders (a photo's parent folder) into shards of about `photos_per_shard`
-    photos; if that would give more than `max_shards`, shards grow instead. A folder bigger
-    than a shard is cut, unless `whole_folders` (crops that depend on a person's other photos)
-    and it is a person folder; flat folders of strangers are always cut."""
+    """Pack folders into shards of about `photos_per_shard` photos; if that would give more
+    than `max_shards`, shards grow instead. With `whole_folders` (crops that depend on a
+    person's other photos) a sitting (a folder holding a class-named photo, whatever its other
+    files are called) is never cut: one bigger than a shard is a shard of its own, its
+    reference photos first (the processor carries them through every chunk of it). Other
+    folders (eval/images/ and folders of strangers) are cut as needed."""
     if photos_per_shard < 1 or not 1 <= max_shards <= MAX_SHARDS_LIMIT:
         raise ValueError(f"photos_per_shard must be >= 1 and max_shards 1..{MAX_SHARDS_LIMIT}")
+    whole = sittings(photos) if whole_folders else set()
     folders: dict[str, list[str]] = {}
     for rel in sorted(photos):
-        folders.setdefault(str(PurePosixPath(rel).parent), []).append(rel)
+        folder = folder_of(rel)
+        folders.setdefault(folder if folder in whole else str(PurePosixPath(rel).parent), []).append(rel)
     groups = []
-    for folder_photos in folders.values():
-        # A flat folder (eval/images/<hash>.jpg) is one "folder" of thousands: cut it up.
-        if whole_folders and person_folder(folder_photos[0]) is not None:
-            groups.append(folder_photos)
+    for folder, folder_photos in folders.items():
+        if folder in whole:
+            groups.append(sorted(folder_photos, key=sitting_order))
             continue
         for i in range(0, len(folder_photos), photos_per_shard):
             groups.append(folder_photos[i : i + photos_per_shard])

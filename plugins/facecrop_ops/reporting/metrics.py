@@ -20,7 +20,7 @@ class ClassMetrics:
     detected: int
     fallback: int
     errors: int
-    rescued: int = 0  # misses whose crop came from template matching, a second pass or a sibling, not the centre box
+    rescued: int = 0  # misses whose crop came from template matching, the second detector, a second pass or a sibling
     reused: int = 0  # taken from the last run (same photo, same settings); the rest were cropped now
     corrected: int = 0  # a reviewer's box or "no usable face" applied (method manual)
     excluded: int = 0  # left out by a reviewer ("no usable face"): images = detected + fallback + errors + excluded
@@ -28,6 +28,7 @@ class ClassMetrics:
     rescued_template: int = 0
     rescued_second_pass: int = 0
     rescued_sibling: int = 0
+    rescued_yunet: int = 0  # found by the second detector
 
     @property
     def miss_rate(self) -> float | None:
@@ -42,7 +43,7 @@ class ClassMetrics:
         return out
 
 
-_COUNTS = 11
+_COUNTS = 12
 
 
 def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
@@ -61,6 +62,7 @@ def per_class(rows: Iterable[ManifestRow]) -> dict[str, ClassMetrics]:
         c[8] += row.status == Status.FALLBACK and row.method == Method.TEMPLATE
         c[9] += row.status == Status.FALLBACK and row.method == Method.SECOND_PASS
         c[10] += row.status == Status.FALLBACK and row.method == Method.SIBLING
+        c[11] += row.status == Status.FALLBACK and row.method == Method.YUNET
     order = [c for c in (*CLASSES, UNLABELED) if c in counts] + sorted(set(counts) - {*CLASSES, UNLABELED})
     out = {name: ClassMetrics(*counts[name]) for name in order}
     out[ALL] = ClassMetrics(*(sum(c[i] for c in counts.values()) for i in range(_COUNTS)))
@@ -107,6 +109,6 @@ def table(metrics: dict[str, ClassMetrics]) -> str:
                      f"{m.reused:>8}{m.corrected:>11}")
     total = metrics.get(ALL)
     if total is not None and total.rescued:
-        lines.append(f"rescued by method: template {total.rescued_template}, second_pass {total.rescued_second_pass}, "
-                     f"sibling {total.rescued_sibling}")
+        lines.append(f"rescued by method: template {total.rescued_template}, yunet {total.rescued_yunet}, "
+                     f"second_pass {total.rescued_second_pass}, sibling {total.rescued_sibling}")
     return "\n".join(lines)

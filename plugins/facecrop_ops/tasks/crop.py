@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from facecrop_ops.dataset.codes import Method, Reason, Status
 from facecrop_ops.dataset.locations import face_rel, split_images_root
 from facecrop_ops.dataset.manifest import ManifestRow
-from facecrop_ops.dataset.naming import content_type, person_folder, photo_class
+from facecrop_ops.dataset.naming import content_type, folder_of, photo_class, sittings
 from facecrop_ops.dataset.run_folder import ShardList, ShardRef
 from facecrop_ops.reporting import metrics
 from facecrop_ops.reporting.progress import Progress
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the processor loads OpenCV: only this task's body imports i
 
 log = logging.getLogger(__name__)
 
-GONE = "photo not found: deleted after the run was planned"
+GONE = "photo not found: deleted or replaced after the run was planned"
 
 
 def crop_shard(params: Mapping[str, Any], run_id: str, shard: Mapping[str, Any], store: S3Store, *,
@@ -111,18 +111,20 @@ class ShardCrop:
 
         return self.ctx.s3.put_many(rp.dest.bucket, faces())
 
-    def downloads(self, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+    def downloads(self, keys: list[str], etags: Mapping[str, str]) -> Iterator[tuple[str, bytes | None]]:
+        """The planned version of each photo (its size was checked against max_photo_megabytes
+        in the plan): one replaced since is not read, but counted gone."""
         src = self.ctx.params.source
-        for key, data in self.ctx.s3.get_many(src.bucket, (src.key(k) for k in keys), self.pulled.advance, self.failed):
+        for key, data in self.ctx.s3.get_many(src.bucket, (src.key(k) for k in keys), self.pulled.advance, self.failed,
+                                              {src.key(k): etags[k] for k in keys}):
             yield src.rel(key), data
 
     def photos(self, shard: ShardList, keys: list[str]) -> Iterator[Photo]:
         """Photos for the processor as they arrive; a photo deleted since the plan is an error row."""
         from facecrop_ops.vision.processor import Photo
 
-        pulled = _whole_folders(self.downloads(keys), keys) if self.settings.uses_siblings else self.downloads(keys)
         etags = shard.etag_of
-        for rel, data in pulled:
+        for rel, data in self.downloads(keys, etags):
             if data is None:
                 self.rows.append(ManifestRow(rel, "", photo_class(rel), Status.ERROR, error=GONE, etag=etags[rel],
                                              reason=Reason.GONE))
@@ -145,9 +147,10 @@ class ShardCrop:
         """Keep what this try finished and fail it: the retry fetches only the rest."""
         src = self.ctx.params.source
         missing = {src.rel(key) for key, _ in self.failed}
-        if self.settings.uses_siblings:  # their siblings were cropped without them: redo the folders
-            folders = {person_folder(k) for k in missing} - {None}
-            rows = [r for r in rows if person_folder(r.source) not in folders]
+        if self.settings.uses_siblings:  # their siblings were cropped without them: redo the sittings
+            together = sittings(r.source for r in rows) | sittings(missing)
+            folders = {folder_of(k) for k in missing} & together
+            rows = [r for r in rows if folder_of(r.source) not in folders]
         self.ctx.files.write_rows(self.ctx.folder.bucket, self.files.partial(self.index), rows)
         key, error = self.failed[0]
         raise RuntimeError(f"shard {self.index}: {len(self.failed)} photo(s) could not be downloaded after every retry, "
@@ -157,23 +160,6 @@ class ShardCrop:
     def summary(self, rows: list[ManifestRow]) -> dict[str, int]:
         m = metrics.per_class(rows)[metrics.ALL]
         return {"shard": self.index, "photos": m.images, "detected": m.detected, "fallback": m.fallback, "errors": m.errors}
-
-
-def _whole_folders(pulled: Iterator[tuple[str, bytes | None]], keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
-    """Downloads regrouped so a person folder's photos come together, as the crops of a folder
-    depend on each other: a folder whose photo S3 answered late waits for it."""
-    expected: dict[str | None, int] = {}
-    for key in keys:
-        expected[person_folder(key)] = expected.get(person_folder(key), 0) + 1
-    waiting: dict[str, list[tuple[str, bytes | None]]] = {}
-    for rel, data in pulled:
-        folder = person_folder(rel)
-        if folder is None:
-            yield rel, data
-            continue
-        waiting.setdefault(folder, []).append((rel, data))
-        if len(waiting[folder]) == expected[folder]:
-            yield from sorted(waiting.pop(folder))
 
 
 def _device_name(device: str) -> str:

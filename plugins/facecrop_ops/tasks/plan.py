@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,6 +46,7 @@ def plan(params: Mapping[str, Any], run_id: str, store: Any) -> list[dict[str, A
     if not listing.photos:
         raise RunError(f"no photos under {rp.source.uri}<split>/images/: check source_uri")
     _check_limits(rp, listing.photos)
+    _check_spellings(listing.photos)
     csv_uris = list(rp.csv_uris) or [rp.source.key_uri(name) for name in listing.csvs]
     index = ctx.files.index()
     _check_csvs(ctx, csv_uris, index)
@@ -126,6 +128,23 @@ def _check_limits(rp: RunParams, photos: list[str]) -> None:
     if unknown:
         raise ParamsError(f"bad params: miss_rate_limits names {', '.join(map(repr, unknown))}, no class of this dataset "
                           f"(its classes: {', '.join(sorted(classes))})")
+
+
+def _check_spellings(photos: list[str]) -> None:
+    """No two photos may differ only by Unicode normalisation (a name written in NFC by Excel or
+    Windows and in NFD by macOS): their faces would merge on a macOS disk and a CSV row could not
+    tell them apart."""
+    seen: dict[str, str] = {}
+    twins = []
+    for key in photos:
+        other = seen.setdefault(unicodedata.normalize("NFC", key), key)
+        if other != key:
+            twins.append((other, key))
+    if twins:
+        (a, b), more = twins[0], f" ({len(twins)} such pairs)" if len(twins) > 1 else ""
+        raise RunError(f"photos {a!r} and {b!r} have the same name in different Unicode normalisations (NFC and NFD: "
+                       f"Windows and macOS spell Korean and accented names so){more}: their faces and CSV rows cannot be "
+                       "told apart. Keep one spelling: rename or remove one of each pair")
 
 
 def csv_object(uri_or_name: str, rp: RunParams) -> tuple[str, str]:

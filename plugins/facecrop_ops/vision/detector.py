@@ -6,6 +6,7 @@ the DAG file and the pure modules load without them and nothing touches CUDA at 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -58,7 +59,12 @@ class Detector:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detection | None]:
         """One result per image, in order. Images may differ in size: MTCNN batches need one
-        size, so they are grouped by shape and run `batch_size` at a time."""
+        size, so they are grouped by shape and run `batch_size` at a time. An image over
+        DETECT_MAX_PIXELS is detected on a smaller copy, its box scaled back."""
+        scaled = [_detection_copy(img) for img in images]
+        if any(scale != (1.0, 1.0) for _, scale in scaled):
+            found = self.detect([img for img, _ in scaled])
+            return [None if d is None else d._replace(box=_unscale(d.box, scale)) for d, (_, scale) in zip(found, scaled)]
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             by_shape[img.shape].append(i)
@@ -99,9 +105,13 @@ class Detector:
     def candidates(self, images: Sequence[np.ndarray]) -> list[list[tuple[tuple[float, float, float, float], float]]]:
         """Every face found in each image, as (box, probability): for a second pass, which
         judges them against other evidence instead of taking the first."""
-        if self.settings.engine != "fast":
-            return [self._facenet([img])[0] for img in images]
-        return [[(_box(b[:4]), float(b[4])) for b in self._fast([img])[0]] for img in images]
+        out = []
+        for original in images:
+            img, scale = _detection_copy(original)
+            found = self._facenet([img])[0] if self.settings.engine != "fast" else [
+                (_box(b[:4]), float(b[4])) for b in self._fast([img])[0]]
+            out.append([(_unscale(box, scale), prob) for box, prob in found])
+        return out
 
     def _first(self, boxes: np.ndarray) -> Detection | None:
         """The box facenet's `MTCNN.detect` would list first, chosen by the same numpy calls."""
@@ -111,6 +121,29 @@ class Detector:
             order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
             boxes = boxes[order]
         return Detection(_box(boxes[0, :4]), float(boxes[0, 4]), len(boxes))
+
+
+# MTCNN's memory grows with the image (~11 bytes a pixel: its pyramid and activations). A photo
+# larger than this is detected on a copy scaled down to it and the box is scaled back; today's
+# default max_megapixels (50) refuses such photos anyway, so default results never change.
+DETECT_MAX_PIXELS = 50_000_000
+
+
+def _detection_copy(img: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """The image MTCNN sees, and the (x, y) factors from the photo to it."""
+    h, w = img.shape[:2]
+    if h * w <= DETECT_MAX_PIXELS:
+        return img, (1.0, 1.0)
+    import cv2
+
+    f = math.sqrt(DETECT_MAX_PIXELS / (h * w))
+    size = (max(1, int(w * f)), max(1, int(h * f)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA), (size[0] / w, size[1] / h)
+
+
+def _unscale(box: Sequence[float], scale: tuple[float, float]) -> tuple[float, float, float, float]:
+    fx, fy = scale
+    return (box[0] / fx, box[1] / fy, box[2] / fx, box[3] / fy)
 
 
 def _box(values: Sequence[float]) -> tuple[float, float, float, float]:

@@ -21,14 +21,14 @@ import logging
 import multiprocessing
 import os
 import signal
+import stat
 import sys
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -36,10 +36,10 @@ import numpy as np
 from facecrop_ops.config.crop import Settings
 from facecrop_ops.dataset.codes import Method, Reason, Status
 from facecrop_ops.dataset.manifest import ManifestRow
-from facecrop_ops.dataset.naming import person_folder, photo_class
-from facecrop_ops.vision.detector import Detection, Detector, resolve_device
+from facecrop_ops.dataset.naming import REFERENCE_CLASSES, folder_of, photo_class, sittings
+from facecrop_ops.vision.detector import DETECT_MAX_PIXELS, Detection, Detector, resolve_device
 from facecrop_ops.vision.geometry import Box, FaceBox, fallback_box, padded_box, scale_box
-from facecrop_ops.vision.imaging import BadPhoto, cut_face, decode_rgb, encode_face, pixel_count
+from facecrop_ops.vision.imaging import BadPhoto, cut_face, decode_rgb, encode_face, header_size, pixel_count
 from facecrop_ops.vision.rescue import (
     Found,
     Placement,
@@ -48,7 +48,9 @@ from facecrop_ops.vision.rescue import (
     auto_fallback_size,
     reference_box,
     template_sources,
+    trusted_siblings,
 )
+from facecrop_ops.vision.second_detector import Rescue, rescue_box
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +64,49 @@ class Photo:
     path: str | None = None
     data: bytes | None = None
     manual_box: FaceBox | None = None  # a reviewer's face box: cropped instead of what detection finds
+    passenger: bool = False  # another part's reference photo: detected to serve its sitting's rescues, not cropped
 
-    def read(self) -> bytes:
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """Its bytes; from a file, at most `max_bytes` (a photo over it, or a device, a FIFO or
+        a folder named like a photo, is a BadPhoto: reading /dev/zero would never end)."""
         if self.data is not None:
             return self.data
         if self.path is None:
             raise BadPhoto("no data and no path given")
-        return Path(self.path).read_bytes()
+        size = _regular_file_size(self.path)
+        limit = size if max_bytes is None else max_bytes
+        if size > limit:
+            raise BadPhoto(_too_large(size, limit), Reason.TOO_LARGE)
+        with open(self.path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:  # it grew meanwhile
+            raise BadPhoto(_too_large(len(data), limit), Reason.TOO_LARGE)
+        return data
 
     def pixels(self) -> int:
         """Its size from the file's header alone (0 when unknown): what decoding will hold."""
+        if self.data is None and self.path is not None:
+            try:
+                _regular_file_size(self.path)
+            except BadPhoto:
+                return 0  # never opened: reading it may never end
         return pixel_count(self.data if self.data is not None else self.path)
+
+
+def _regular_file_size(path: str) -> int:
+    """The size of the file a path leads to (through links), refusing anything but a file."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise BadPhoto(f"cannot read: {exc.strerror or exc}", Reason.READ_FAILED) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadPhoto("not a regular file (a device, FIFO, socket or folder named like a photo)", Reason.UNREADABLE)
+    return st.st_size
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (f"too large to read: {size / 1e6:.1f} MB, over max_photo_megabytes {limit / 1e6:g}: raise "
+            "max_photo_megabytes to crop it")
 
 
 @dataclass(frozen=True)
@@ -95,6 +129,15 @@ class _Decoded:
         return w, h
 
 
+class _Sitting(NamedTuple):
+    """What a missed photo's sitting offers it (see _Cropper._sittings)."""
+
+    box: FaceBox  # where the siblings put the face
+    which: str  # whose face: normal, incorrect_mask or median
+    note: str  # which reference photos were passed over, and why
+    templates: list[tuple[Found, int]]
+
+
 class _Failure(NamedTuple):
     """Why a readable photo has no crop (detection failed on it alone)."""
 
@@ -111,6 +154,7 @@ class _Choice:
     prob: float | None = None
     faces: int = 0
     found: bool = False  # whether the first detection pass found a face (the row's status)
+    reference: str = ""  # for a rescue: whose face it came from (the manifest's `reference`)
 
 
 def plan_workers(settings: Settings, n_photos: int) -> int:
@@ -138,11 +182,12 @@ CHUNK_PIXELS = 16_000_000
 
 def _chunks(photos: Iterable[Photo], settings: Settings) -> Iterator[list[Photo]]:
     """Chunks of at most `_chunk_size` photos and CHUNK_PIXELS; when a crop may depend on its
-    person's other photos, a person folder is never split (it may then exceed both)."""
+    person's other photos, a sitting is kept in one chunk up to SITTING_PART photos (it may
+    then exceed both), and a bigger one comes in parts that each carry its reference photos."""
     size = _chunk_size(settings)
     chunk: list[Photo] = []
     pixels = 0
-    for group in _groups(photos, settings.uses_siblings):
+    for group in _groups(photos, settings.uses_siblings, SITTING_PARTS * size):
         n = sum(p.pixels() for p in group)
         if chunk and (len(chunk) + len(group) > size or pixels + n > CHUNK_PIXELS):
             yield chunk
@@ -153,19 +198,43 @@ def _chunks(photos: Iterable[Photo], settings: Settings) -> Iterator[list[Photo]
         yield chunk
 
 
-def _groups(photos: Iterable[Photo], whole_folders: bool) -> Iterator[list[Photo]]:
-    """Photos one by one, or consecutive photos of one person folder together."""
+SITTING_PARTS = 4  # a sitting of up to 4 chunks' photos is one group; a bigger one is cut in parts of that many
+REFERENCES_KEPT = 64  # sittings whose reference photos are remembered for later parts or late photos
+
+
+def _groups(photos: Iterable[Photo], whole_folders: bool, part: int) -> Iterator[list[Photo]]:
+    """Photos one by one, or consecutive photos of one sitting together (whatever their file
+    names: a stray `mask_old.jpg` is part of its folder). A sitting of more than `part` photos,
+    or one whose photo arrives late (a download tried again), comes in several groups; each
+    carries the sitting's reference photos seen so far (its `normal`, `incorrect_mask`: they
+    come first in a sitting's order) as passengers, detected again to serve its rescues and
+    not cropped twice. Only those few photos of recent sittings are held, never a sitting."""
+    references: OrderedDict[str, dict[str, Photo]] = OrderedDict()
+
+    def with_references(group: list[Photo], folder: str | None) -> list[Photo]:
+        present = {p.source for p in group}
+        extra = [] if folder is None else [replace(r, passenger=True)
+                                           for r in references.get(folder, {}).values() if r.source not in present]
+        return extra + group
+
     group: list[Photo] = []
     folder = None
     for photo in photos:
-        this = person_folder(photo.source) if whole_folders else None
-        if group and (this is None or this != folder):
-            yield group
+        this = folder_of(photo.source) if whole_folders else None
+        if group and (this is None or this != folder or len(group) >= part):
+            yield with_references(group, folder)
             group = []
+        cls = photo_class(photo.source)
+        if this is not None and cls in REFERENCE_CLASSES:
+            kept = references.setdefault(this, {})
+            kept.setdefault(cls, photo)
+            references.move_to_end(this)
+            while len(references) > REFERENCES_KEPT:
+                references.popitem(last=False)
         group.append(photo)
         folder = this
     if group:
-        yield group
+        yield with_references(group, folder)
 
 
 class _Cropper:
@@ -175,10 +244,15 @@ class _Cropper:
         self.settings = settings
         self.detector = Detector(settings)
         self.relaxed = Detector(replace(settings, thresholds=settings.second_pass_thresholds)) if settings.second_pass else None
+        self.second = None
+        if settings.second_detector:
+            from facecrop_ops.vision.yunet import YuNet
+
+            self.second = YuNet()
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facecrop-io")
 
     def _decode(self, photo: Photo) -> _Decoded:
-        return _decode(photo, photo.read, self.settings)
+        return _decode(photo, lambda: photo.read(self.settings.max_photo_megabytes * 1_000_000), self.settings)
 
     def _detect(self, decoded: list[_Decoded]) -> list[Detection | None | _Failure]:
         """Detections for the readable photos; if a batch fails, photos are retried alone so
@@ -203,9 +277,9 @@ class _Cropper:
 
     def _choose(self, decoded: list[_Decoded], found: list[Detection | None | _Failure]) -> list[_Choice | _Failure | None]:
         """Each photo's face box: a reviewer's box when there is one; else its detection; for a
-        miss, when those options are on (a chunk holds whole person folders then), the sitting's
-        face found by template matching, a guarded second pass, or a sibling's box; else the
-        centre box. A face MTCNN found is never changed by a rescue. Errors stay as they are (a
+        miss, when those options are on (a chunk holds whole sittings then), the sitting's face
+        found by template matching, the second detector's face, a guarded second pass, or a
+        sibling's box; else the centre box. A face MTCNN found is never changed by a rescue. Errors stay as they are (a
         _Failure, or None for unreadable)."""
         choices: list[_Choice | _Failure | None] = [
             f if isinstance(f, _Failure) or d.rgb is None
@@ -223,47 +297,75 @@ class _Cropper:
                     continue
                 detection = choices[i] if isinstance(choices[i], _Choice) else _Choice(None, Method.CENTRE)
                 choices[i] = replace(detection, box=d.photo.manual_box, method=Method.MANUAL)
-        if self.settings.uses_siblings:
+        if self.settings.rescues:
             self._rescue(decoded, choices)
         return choices
 
-    def _rescue(self, decoded: list[_Decoded], choices: list[_Choice | _Failure | None]) -> None:
-        """For each miss: the sitting's face by template matching, a guarded second pass or a
-        sibling's box, as the options say."""
-        s = self.settings
+    def _sittings(self, decoded: list[_Decoded], choices: list[_Choice | _Failure | None]) -> dict[int, _Sitting]:
+        """For each miss in a sitting: where its siblings put the face, whose face that is, and
+        the siblings whose upper face may be matched onto it."""
         folders: dict[str, list[int]] = defaultdict(list)
         for i, d in enumerate(decoded):
-            folder = person_folder(d.photo.source)
+            folder = folder_of(d.photo.source)
             if folder is not None and isinstance(choices[i], _Choice):
                 folders[folder].append(i)
-        references: dict[int, tuple[FaceBox, list[tuple[Found, int]]]] = {}
+        out: dict[int, _Sitting] = {}
         for members in folders.values():
+            if not sittings(decoded[i].photo.source for i in members):
+                continue  # a folder of strangers: nobody lends a face
             detected = [(Found(photo_class(decoded[i].photo.source), choices[i].box, decoded[i].size), i)
                         for i in members if choices[i].method in (Method.MTCNN, Method.MANUAL)]
-            siblings = [f for f, _ in detected]
+            siblings, passed_over = trusted_siblings([f for f, _ in detected])
+            note = f" ({', '.join(passed_over)} disagrees with the sitting's other photos)" if passed_over else ""
             templates = [(f, i) for t in template_sources(siblings) for f, i in detected if f is t]
             for i in members:
                 if choices[i].method == Method.CENTRE:
                     ref = reference_box(siblings, decoded[i].size)
                     if ref is not None:
-                        references[i] = (ref, templates)
-        for i, (ref, templates) in references.items():
-            if s.template_match and templates:
-                placed = self._match(decoded, i, templates)
+                        out[i] = _Sitting(ref[0], ref[1], note, templates)
+        return out
+
+    def _rescue(self, decoded: list[_Decoded], choices: list[_Choice | _Failure | None]) -> None:
+        """For each miss, as the options say and in this order: the sitting's face by template
+        matching, the second detector's face (also where there is no sitting), a guarded second
+        pass, a sibling's box. Passengers (another part's reference photos) are not rescued."""
+        s = self.settings
+        sitting = self._sittings(decoded, choices) if s.uses_siblings else {}
+        misses = [i for i, c in enumerate(choices)
+                  if isinstance(c, _Choice) and c.method == Method.CENTRE and not decoded[i].photo.passenger]
+        for i in misses:
+            ref = sitting.get(i)
+            if ref is not None and s.template_match and ref.templates:
+                placed = self._match(decoded, i, ref.templates)
                 if placed is not None:
-                    choices[i] = _Choice(placed.box, Method.TEMPLATE, placed.score)
+                    choices[i] = _Choice(placed.box, Method.TEMPLATE, placed.score, reference=placed.photo_class + ref.note)
                     continue
+            if self.second is not None:
+                found = self._second_look(decoded[i])
+                if found is not None:
+                    choices[i] = _Choice(found.box, Method.YUNET, found.score)
+                    continue
+            if ref is None:
+                continue
             if self.relaxed is not None:
                 try:
                     (candidates,) = self.relaxed.candidates([decoded[i].rgb])
                 except Exception:  # noqa: BLE001 - a failed second look leaves the first answer
                     candidates = []
-                hit = agreeing(candidates, ref, s.second_pass_min_iou)
+                hit = agreeing(candidates, ref.box, s.second_pass_min_iou)
                 if hit is not None:
-                    choices[i] = _Choice(hit[0], Method.SECOND_PASS, hit[1])
+                    choices[i] = _Choice(hit[0], Method.SECOND_PASS, hit[1], reference=ref.which + ref.note)
                     continue
             if s.fallback == "sibling":
-                choices[i] = _Choice(ref, Method.SIBLING)
+                choices[i] = _Choice(ref.box, Method.SIBLING, reference=ref.which + ref.note)
+
+    def _second_look(self, d: _Decoded) -> Rescue | None:
+        """The second detector's face on a missed photo, when it passes the rules."""
+        try:
+            return rescue_box(self.second.faces(d.rgb), d.size)
+        except Exception:  # noqa: BLE001 - a failed second look leaves the other rescues to try
+            log.warning("the second detector failed on %s", d.photo.source, exc_info=True)
+            return None
 
     def _match(self, decoded: list[_Decoded], i: int, templates: list[tuple[Found, int]]) -> Placement | None:
         """The sitting's face on missed photo i: each template sibling's upper face matched
@@ -307,7 +409,8 @@ class _Cropper:
             start_decoding()
             decoded = [f.result() for f in decoding.popleft()]
             choices = self._choose(decoded, self._detect(decoded))
-            rendering.append([self.pool.submit(_render, d, c, self.settings) for d, c in zip(decoded, choices)])
+            rendering.append([self.pool.submit(_render, d, c, self.settings) for d, c in zip(decoded, choices)
+                              if not d.photo.passenger])
             if len(rendering) > 1:
                 yield [f.result() for f in rendering.popleft()]
         while rendering:
@@ -340,6 +443,7 @@ def _render(d: _Decoded, choice: _Choice | _Failure | None, s: Settings) -> Crop
         crop=None,
         faces=choice.faces,
         method=method,
+        reference=choice.reference if method == choice.method else "",
     )
     if method == Method.CENTRE and s.fallback_size == "auto":
         return CropResult(row, None, pending=True)
@@ -355,7 +459,7 @@ def _render(d: _Decoded, choice: _Choice | _Failure | None, s: Settings) -> Crop
 _WORKER: _Cropper | None = None
 
 
-def _init_worker(settings: Settings, parent: int) -> None:
+def _init_worker(settings: Settings, parent: int, processes: int) -> None:
     import torch
 
     _die_with(parent)
@@ -365,6 +469,7 @@ def _init_worker(settings: Settings, parent: int) -> None:
     # same situation, so OpenCV keeps its default.)
     torch.set_num_threads(1)
     _keep_freed_memory()
+    _set_budget(processes)
     global _WORKER
     _WORKER = _Cropper(settings, threads=1)
 
@@ -486,7 +591,8 @@ def crop_photos(
 
 def _finish_centre(result: CropResult, photo: Photo, sized: Settings, reread: Callable[[Photo], bytes] | None) -> CropResult:
     """A deferred centre crop, now that its size is known."""
-    decoded = _decode(photo, (lambda: reread(photo)) if reread is not None else photo.read, sized)
+    cap = sized.max_photo_megabytes * 1_000_000
+    decoded = _decode(photo, (lambda: reread(photo)) if reread is not None else (lambda: photo.read(cap)), sized)
     row = result.row
     return _render(decoded, _Choice(row.box, Method.CENTRE, row.prob, row.faces), sized)
 
@@ -494,7 +600,9 @@ def _finish_centre(result: CropResult, photo: Photo, sized: Settings, reread: Ca
 def _decode(photo: Photo, read: Callable[[], bytes], settings: Settings) -> _Decoded:
     """Its pixels, or the reason it has none (unreadable, too small to detect a face in)."""
     try:
-        rgb = decode_rgb(read(), settings.max_megapixels * 1_000_000)
+        data = read()
+        _within_budget(data, settings)
+        rgb = decode_rgb(data, settings.max_megapixels * 1_000_000)
     except BadPhoto as exc:
         return _Decoded(photo, None, str(exc), exc.reason)
     except OSError as exc:
@@ -506,9 +614,62 @@ def _decode(photo: Photo, read: Callable[[], bytes], settings: Settings) -> _Dec
     return _Decoded(photo, rgb)
 
 
+# What one photo holds while it is decoded and detected, per pixel: OpenCV's BGR and our RGB
+# copy (6 bytes), and MTCNN's pyramid and activations (11 bytes: a 300-megapixel header asked
+# for 1.8 GB to decode and 3.35 GB more to detect). Detection sees at most DETECT_MAX_PIXELS.
+DECODE_BYTES_PER_PIXEL, DETECT_BYTES_PER_PIXEL = 6, 11
+MEMORY_SHARE = 0.5  # of a detection process's part of the worker's memory, for one photo
+_budget: int | None = None  # bytes one photo may take in this process; set where detection starts
+
+
+def _set_budget(processes: int) -> None:
+    global _budget
+    available = available_memory()
+    _budget = None if available is None else int(available / max(1, processes) * MEMORY_SHARE)
+
+
+def available_memory() -> int | None:
+    """What this worker may use: its cgroup's limit (a container, a Kubernetes pod) when it has
+    one, else the memory the kernel says is available. None when neither can be read."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(path).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _within_budget(data: bytes, settings: Settings) -> None:
+    """Refuse, before decoding, a photo whose pixels would take more memory than this process
+    may give one photo (max_megapixels bounds it too, but up to 1,000 megapixels: more than most
+    workers have)."""
+    size = header_size(data)
+    if _budget is None or size is None:
+        return
+    pixels = size[0] * size[1]
+    if pixels > settings.max_megapixels * 1_000_000:
+        return  # refused by its param, whose message names the fix a user chose
+    need = pixels * DECODE_BYTES_PER_PIXEL + min(pixels, DETECT_MAX_PIXELS) * DETECT_BYTES_PER_PIXEL
+    if need > _budget:
+        raise BadPhoto(f"too large for this worker: {size[0]}x{size[1]} px needs ~{need / 1e9:.1f} GB to decode and "
+                       f"detect, over the {_budget / 1e9:.1f} GB a detection process here may give one photo: give "
+                       "the worker more memory or fewer detection processes (FACECROP_CPU_WORKERS), or lower "
+                       "max_megapixels to refuse such photos up front", Reason.TOO_LARGE)
+
+
 def _run(chunks: Iterator[Sequence[Photo]], settings: Settings, n_workers: int) -> Iterator[list[CropResult]]:
     if n_workers <= 1:
         _keep_freed_memory()
+        _set_budget(1)
         # On a GPU this one process feeds the device: decoding and encoding get the cores.
         threads = min(8, os.cpu_count() or 2) if resolve_device(settings.device) != "cpu" else 2
         cropper = _Cropper(settings, threads=threads)
@@ -528,7 +689,7 @@ def _run(chunks: Iterator[Sequence[Photo]], settings: Settings, n_workers: int) 
     context = multiprocessing.get_context(method)
     pids: set[int] = set()
     with _children_allowed(), ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
-                                                  initargs=(settings, os.getpid())) as pool:
+                                                  initargs=(settings, os.getpid(), n_workers)) as pool:
         # Fork every worker now, before the first chunk is pulled: pulling it may start download
         # threads, and a fork while they hold locks can deadlock the child.
         pool.submit(os.getpid).result()

@@ -10,13 +10,15 @@ detections.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from facecrop_ops.dataset.naming import REFERENCE_CLASSES
 from facecrop_ops.vision.geometry import Box, FaceBox, iou, median_box, scale_box
 
 # Whose box a missed photo borrows first: a bare face, then one with a mask below the nose.
-SIBLING_PREFERENCE = ("normal", "incorrect_mask")
+SIBLING_PREFERENCE = REFERENCE_CLASSES
 # The reference centre box is 1.2 x the mean padded crop of the original data's detections.
 AUTO_FALLBACK_FACTOR = 1.2
 # Whose upper face is matched onto a missed photo: the bare face, then the one whose mask is
@@ -40,20 +42,49 @@ class Found:
     size: tuple[int, int]
 
 
-def reference_box(siblings: Sequence[Found], size: tuple[int, int]) -> FaceBox | None:
-    """Where the siblings put the face on a photo of `size` (W, H): the `normal` photo's box,
-    else the `incorrect_mask` one's, else the median of every detected sibling's; each scaled
-    from its photo's size. None when no sibling was detected."""
-    chosen: list[Found] = []
+# A reference photo (normal, incorrect_mask) whose face box differs from the median of its
+# sitting's other detections by more than this, in size or in place, is taken for another
+# person or a stray shot, and the rescues lean on the others. Chosen above what genuine
+# reference photos showed on the calibration sittings (hard_sittings 1000-1479, where people
+# move and lean between photos): size ratios up to 1.99, shifts up to 0.87 face widths.
+REFERENCE_MAX_SCALE = 2.2
+REFERENCE_MAX_SHIFT = 1.1  # the distance between the boxes' centres, in face widths
+
+
+def trusted_siblings(siblings: Sequence[Found]) -> tuple[list[Found], list[str]]:
+    """The detected siblings a rescue may lean on, and the classes of reference photos left out
+    because their box disagrees with at least two other detections of the sitting."""
+    kept, rejected = [], []
+    for f in siblings:
+        others = [o for o in siblings if o is not f]
+        if f.photo_class in SIBLING_PREFERENCE and len(others) >= 2 and not _agrees(f, others):
+            rejected.append(f.photo_class)
+        else:
+            kept.append(f)
+    return kept, rejected
+
+
+def _agrees(found: Found, others: Sequence[Found]) -> bool:
+    median = median_box([scale_box(o.box, o.size, found.size) for o in others])
+    width, median_width = found.box[2] - found.box[0], median[2] - median[0]
+    if min(width, median_width) <= 0:
+        return False
+    shift = math.hypot((found.box[0] + found.box[2] - median[0] - median[2]) / 2,
+                       (found.box[1] + found.box[3] - median[1] - median[3]) / 2) / median_width
+    return max(width, median_width) / min(width, median_width) <= REFERENCE_MAX_SCALE and shift <= REFERENCE_MAX_SHIFT
+
+
+def reference_box(siblings: Sequence[Found], size: tuple[int, int]) -> tuple[FaceBox, str] | None:
+    """Where the siblings put the face on a photo of `size` (W, H), and whose box it is: the
+    `normal` photo's box, else the `incorrect_mask` one's, else (`median`) the median of every
+    detected sibling's; each scaled from its photo's size. None when no sibling was detected."""
     for cls in SIBLING_PREFERENCE:
         chosen = [f for f in siblings if f.photo_class == cls]
         if chosen:
-            break
-    else:
-        chosen = list(siblings)
-    if not chosen:
+            return median_box([scale_box(f.box, f.size, size) for f in chosen]), cls
+    if not siblings:
         return None
-    return median_box([scale_box(f.box, f.size, size) for f in chosen])
+    return median_box([scale_box(f.box, f.size, size) for f in siblings]), "median"
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,9 @@ def test_preset_training_expands_into_the_settings_and_their_fingerprint():
     from facecrop_ops.config.crop import Settings
 
     training = parse({"source_uri": "s3://data/raw", "preset": "training"}).settings
-    assert (training.template_match, training.second_pass, training.fallback) == (True, True, "sibling")
-    assert training == Settings(template_match=True, second_pass=True, fallback="sibling")
+    assert (training.template_match, training.second_detector, training.second_pass, training.fallback) == (
+        True, True, True, "sibling")
+    assert training == Settings(template_match=True, second_detector=True, second_pass=True, fallback="sibling")
     assert training.fingerprint() != Settings().fingerprint()
     assert parse({"source_uri": "s3://data/raw", "preset": "reference"}).settings == Settings()
     # params the preset does not set keep their values

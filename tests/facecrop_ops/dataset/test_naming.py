@@ -46,10 +46,10 @@ def test_content_type_follows_the_extension():
     assert content_type("x/mask1.png") == "image/png"
 
 
-def test_person_folders_are_class_named_photos_below_an_images_folder():
-    from facecrop_ops.dataset.naming import person_folder
+def test_a_sitting_is_a_folder_below_an_images_folder_holding_a_class_named_photo():
+    from facecrop_ops.dataset.naming import folder_of, sittings
 
-    assert person_folder("train/images/000001_female_Asian_45/mask1.jpg") == "train/images/000001_female_Asian_45"
-    assert person_folder("eval/images/0a1b2c.jpg") is None  # strangers side by side
-    assert person_folder("train/images/normal.jpg") is None
-    assert person_folder("train/images/000001_female_Asian_45/notes.jpg") is None
+    assert folder_of("train/images/000001_female_Asian_45/mask1.jpg") == "train/images/000001_female_Asian_45"
+    assert folder_of("eval/images/0a1b2c.jpg") is None  # strangers side by side
+    assert folder_of("train/images/normal.jpg") is None
+    assert sittings(["train/images/p/notes.jpg", "train/images/p/mask1.jpg", "eval/images/b/x.jpg"]) == {"train/images/p"}

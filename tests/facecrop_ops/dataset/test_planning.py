@@ -64,3 +64,29 @@ def test_faces_an_earlier_version_wrote_under_a_nested_images_folder_are_never_p
     listing = classify(["train/images/p/images/normal.jpg", "train/faces/p/images/normal.jpg", "train/images/p/normal.jpg"])
     assert listing.photos == ["train/images/p/images/normal.jpg", "train/images/p/normal.jpg"]
     assert listing.faces == ["train/faces/p/images/normal.jpg"]
+
+
+def test_a_sitting_is_never_cut_whatever_its_size_or_its_first_files_name():
+    folder = [f"train/images/p/{name}.jpg" for name in ("a_stray", "incorrect_mask", "mask1", "normal")]
+    folder += [f"train/images/p/extra_{i:04d}.jpg" for i in range(5000)]
+    others = [f"train/images/q{i}/mask1.jpg" for i in range(30)] + [f"eval/images/{i:04d}.jpg" for i in range(3000)]
+    shards = make_shards(folder + others, 2000, 256, whole_folders=True)
+    (mine,) = [s for s in shards if "train/images/p/normal.jpg" in s]
+    assert sorted(mine) == sorted(folder)  # one shard of its own, 5,004 photos
+    assert mine[:2] == ["train/images/p/normal.jpg", "train/images/p/incorrect_mask.jpg"]  # references first
+    assert max(len(s) for s in shards if s is not mine) <= 2000  # strangers are still cut
+    at_the_boundary = make_shards(folder[:2001], 2000, 256, whole_folders=True)
+    assert len(at_the_boundary) == 1
+    assert [len(s) for s in make_shards(folder[:2001], 2000, 256)] == [2000, 1]  # no rescue: cut as before
+
+
+def test_a_folder_of_strangers_is_not_a_sitting_and_names_in_two_normalisations_are_one_folder():
+    from facecrop_ops.dataset.naming import folder_of, sittings
+
+    strangers = [f"eval/images/batch1/{i:04d}.jpg" for i in range(5)]
+    assert sittings(strangers) == set()
+    assert [len(s) for s in make_shards(strangers, 2, 256, whole_folders=True)] == [2, 2, 1]
+    nfc, nfd = "train/images/\ud64d\uae38\ub3d9", "train/images/\u1112\u1169\u11bc\u1100\u1175\u11af\u1103\u1169\u11bc"
+    assert nfc != nfd and folder_of(nfc + "/mask1.jpg") == folder_of(nfd + "/normal.jpg")
+    (shard,) = make_shards([nfc + "/mask1.jpg", nfd + "/normal.jpg"], 1, 256, whole_folders=True)
+    assert shard[0] == nfd + "/normal.jpg"

@@ -23,7 +23,7 @@ def test_json_and_table_carry_the_same_numbers():
     m = metrics.per_class(rows("mask2", 3, 1, 0))
     assert metrics.as_json(m)["mask2"] == {"images": 4, "detected": 3, "fallback": 1, "errors": 0, "rescued": 0, "reused": 0,
                                            "corrected": 0, "excluded": 0, "rescued_template": 0, "rescued_second_pass": 0,
-                                           "rescued_sibling": 0, "miss_rate": 0.25}
+                                           "rescued_sibling": 0, "rescued_yunet": 0, "miss_rate": 0.25}
     table = metrics.table(m)
     assert "mask2" in table and "25.0%" in table
     assert table.splitlines()[0].split() == ["class", "images", "detected", "fallback", "rescued", "errors", "miss", "rate", "reused",
@@ -32,13 +32,13 @@ def test_json_and_table_carry_the_same_numbers():
 
 
 def test_rescued_misses_are_counted_by_method_and_the_gauges_keep_their_names():
-    methods = ["template", "template", "second_pass", "sibling", "centre"]
+    methods = ["template", "template", "second_pass", "sibling", "yunet", "centre"]
     found = [ManifestRow(f"p/m{i}", "o", "mask1", "fallback", method=m) for i, m in enumerate(methods)]
     found.append(ManifestRow("p/n", "o", "normal", "detected", method="mtcnn"))
     m = metrics.per_class(found)
-    assert (m["mask1"].fallback, m["mask1"].rescued) == (5, 4)
-    assert (m["all"].rescued_template, m["all"].rescued_second_pass, m["all"].rescued_sibling) == (2, 1, 1)
+    assert (m["mask1"].fallback, m["mask1"].rescued) == (6, 5)
+    assert (m["all"].rescued_template, m["all"].rescued_second_pass, m["all"].rescued_sibling, m["all"].rescued_yunet) == (2, 1, 1, 1)
     assert metrics.as_json(m)["mask1"]["rescued_template"] == 2
     gauges = metrics.gauges(metrics.as_json(m))
-    assert gauges["facecrop.rescued.mask1"] == 4 and not any("rescued_" in name for name in gauges)
-    assert metrics.table(m).splitlines()[-1] == "rescued by method: template 2, second_pass 1, sibling 1"
+    assert gauges["facecrop.rescued.mask1"] == 5 and not any("rescued_" in name for name in gauges)
+    assert metrics.table(m).splitlines()[-1] == "rescued by method: template 2, yunet 1, second_pass 1, sibling 1"

@@ -258,3 +258,27 @@ def test_stale_decisions_are_listed_apart_and_requests_are_never_echoed_whole(s3
     with pytest.raises(service.NotFound) as err:
         service.photo(second, store, "x" * 10_000_000)
     assert len(str(err.value)) < 300
+
+
+def test_a_rotated_photo_is_served_upright_as_the_pipeline_sees_it_and_boxes_fit_it(s3):
+    """A WebP (or PNG) with EXIF orientation 6 shows unrotated in Chromium: the page would draw
+    the run's boxes on a photo turned a quarter. The server sends it upright, as OpenCV decodes it."""
+    import io
+
+    from PIL import Image
+
+    photo = "train/images/000001_male_White_47/mask1.jpg"
+    upright = decode_rgb(s3.client().get_object(Bucket=BUCKET, Key="raw/" + photo)["Body"].read())
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(buf, "WEBP", exif=exif.tobytes(), quality=95)
+    rotated = "train/images/000001_male_White_47/mask2.webp"
+    s3.client().put_object(Bucket=BUCKET, Key="raw/" + rotated, Body=buf.getvalue())
+    first, store = run(s3, "first")
+    data, media_type = service.photo(first, store, rotated)
+    shown = decode_rgb(data)
+    assert media_type == "image/jpeg" and shown.shape == upright.shape  # 384 wide, 512 high, as the crop saw it
+    assert rows(store, "first")[rotated].crop[2] <= 384
+    made = service.record(first, store, rotated, "box", [10, 10, 380, 500], "ann")
+    assert made.size == (384, 512)

@@ -256,3 +256,60 @@ def test_photos_that_s3_fails_a_while_are_fetched_by_the_same_try(store, bucket,
         k.rsplit("/", 1)[1] for k in raw_objects(store, bucket) if "/eval/" in k)], times=2)
     summary = tasks.crop_shard(p, RUN, ref, S3Store(flaky, threads=4, retry_delays=(0.1, 0.1, 0.1)), workers=1)
     assert summary["photos"] == 2 * 7 + 2 and summary["errors"] == 0
+
+
+class CountingGets:
+    """Counts each key's downloads, to show what was never downloaded."""
+
+    def __init__(self, client):
+        self.client, self.keys = client, []
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def get_object(self, **kwargs):
+        self.keys.append(kwargs["Key"])
+        return self.client.get_object(**kwargs)
+
+
+def test_a_photo_file_over_max_photo_megabytes_is_an_error_row_never_downloaded(store, bucket, s3):
+    big = f"{PERSON}/mask4.jpg"
+    s3.client().put_object(Bucket=bucket, Key="raw/" + big, Body=store.get(bucket, f"raw/{PERSON}/normal.jpg") + b"\0" * 1_200_000)
+    store.client = counting = CountingGets(store.client)
+    p = params(bucket, max_photo_megabytes=1)
+    run(store, p)
+    rows = manifest_rows(store, bucket, p)
+    assert (rows[big].status, rows[big].reason) == ("error", "too_large") and "raise max_photo_megabytes" in rows[big].error
+    assert "raw/" + big not in counting.keys
+    assert {r["path"] for r in rejects(store, bucket, p)} == {big}
+    assert json.loads(store.get(bucket, run_dir(p) + "plan.json"))["too_large"] == 1
+
+
+def test_names_equal_under_unicode_normalisation_match_and_twins_are_refused(store, bucket, s3):
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "train/images/000009_홍길동_Asian_30")
+    photo = store.get(bucket, f"raw/{PERSON}/normal.jpg")
+    for cls in ("mask1", "normal"):
+        s3.client().put_object(Bucket=bucket, Key=f"raw/{nfd}/{cls}.jpg", Body=photo)
+    nfc_rows = "".join(f"{unicodedata.normalize('NFC', nfd)}/{cls}.jpg\n" for cls in ("mask1", "normal"))
+    s3.client().put_object(Bucket=bucket, Key="raw/korean_data.csv", Body=("path\n" + nfc_rows).encode())
+    p = params(bucket, preset="training")
+    run(store, p)
+    published = store.get(bucket, "out/korean_face.csv").decode().splitlines()[1:]
+    assert published == [f"{nfd.replace('/images/', '/faces/')}/{cls}.jpg" for cls in ("mask1", "normal")]  # the faces' own keys
+    assert all(store.get_if_exists(bucket, "out/" + path) for path in published)
+    assert not [r for r in rejects(store, bucket, p) if r["csv"].endswith("korean_data.csv")]
+
+    twin = unicodedata.normalize("NFC", nfd) + "/mask1.jpg"
+    s3.client().put_object(Bucket=bucket, Key="raw/" + twin, Body=photo)
+    with pytest.raises(tasks.RunError, match="have the same name in different Unicode normalisations"):
+        tasks.plan(p, "second", store)
+
+
+def test_published_csvs_keep_windows_line_endings_and_codec_names_in_any_case(store, bucket, s3):
+    text = store.get(bucket, "raw/train_data.csv").decode().replace("\n", "\r\n")
+    s3.client().put_object(Bucket=bucket, Key="raw/train_data.csv", Body=text.encode())
+    run(store, params(bucket, csv_encoding="UTF-8"))
+    published = store.get(bucket, "out/train_face.csv")
+    assert published.count(b"\r\n") == text.count("\r\n") and b"\n" not in published.replace(b"\r\n", b"")

@@ -321,3 +321,75 @@ def test_the_training_preset_crops_every_face_mtcnn_found_as_the_reference_does(
     normal = [(r.row, r.face) for r in reference if r.row.photo_class == "normal"]
     assert normal and normal == [(r.row, r.face) for r in training if r.row.photo_class == "normal"]
     assert {r.row.method for r in training if r.row.status == "fallback"} <= {"template", "second_pass", "sibling"}
+
+
+def test_a_sitting_stays_whole_whatever_its_file_names_and_a_huge_one_carries_its_reference_photos():
+    from facecrop_ops.vision import processor
+
+    settings = Settings(batch_size=8, fallback="sibling")
+    eval_photos = [Photo(f"eval/images/{i:02d}.jpg", "") for i in range(10)]
+    sitting = [Photo(f"train/images/p/{name}.jpg", "") for name in ("incorrect_mask", "mask1", "mask_old", "normal")]
+    chunks = list(processor._chunks(eval_photos + sitting, settings))
+    assert [p.source for p in chunks[-1] if p.source.startswith("train/")] == [p.source for p in sitting]  # one chunk
+
+    big = [Photo("train/images/q/normal.jpg", ""), Photo("train/images/q/incorrect_mask.jpg", "")]
+    big += [Photo(f"train/images/q/extra_{i:03d}.jpg", "") for i in range(150)]
+    parts = list(processor._chunks(big, settings))
+    assert len(parts) > 2 and sorted(p.source for c in parts for p in c if not p.passenger) == sorted(p.source for p in big)
+    for part in parts:  # every part holds the references, as passengers where they are not its own
+        assert {"train/images/q/normal.jpg", "train/images/q/incorrect_mask.jpg"} <= {p.source for p in part}
+
+
+def test_a_sitting_cut_in_parts_gets_the_crops_it_gets_whole(hard_photos, monkeypatch):
+    from facecrop_ops.config.params import PRESETS
+    from facecrop_ops.dataset.naming import sitting_order
+    from facecrop_ops.vision import processor
+
+    photos = sorted((Photo(p.key, face_path(p.key), data=p.data) for p in hard_photos if "000001_" in p.key),
+                    key=lambda p: sitting_order(p.source))
+    training = Settings(device="cpu", workers=1, batch_size=2, **PRESETS["training"])
+    whole = [(r.row, r.face) for r in crop_photos(photos, training)]
+    monkeypatch.setattr(processor, "SITTING_PARTS", 1)  # parts of 4 photos: the references travel with each
+    parted = [(r.row, r.face) for r in crop_photos(photos, training)]
+    assert sorted(parted, key=lambda x: x[0].source) == sorted(whole, key=lambda x: x[0].source)
+    assert any(row.method == "template" for row, _ in parted)
+
+
+def test_a_reference_photo_of_someone_else_is_passed_over_and_the_manifest_says_so(hard_photos):
+    from facecrop_ops.config.params import PRESETS
+    from facecrop_ops.vision.geometry import iou, padded_box
+
+    astronaut = [p for p in hard_photos if "000001_" in p.key]
+    stranger = next(p for p in hard_photos if "000004_" in p.key and p.photo_class == "normal")
+    photos = [Photo(p.key, face_path(p.key), data=stranger.data if p.photo_class == "normal" else p.data) for p in astronaut]
+    truth = {p.key: p.true_box for p in astronaut}
+    rows = {r.row.source: r.row for r in crop_photos(photos, Settings(device="cpu", workers=1, **PRESETS["training"]))}
+    rescued = [r for r in rows.values() if r.status == "fallback" and r.method != "centre"]
+    assert rescued and all("normal disagrees with the sitting's other photos" in r.reference for r in rescued)
+    assert all(iou(r.crop, padded_box(truth[r.source], 384, 512)) > 0.7 for r in rescued)
+
+
+def test_a_photo_too_big_for_the_worker_is_an_error_row_naming_the_fix_and_the_rest_go_on(good, monkeypatch):
+    from facecrop_ops.vision import processor
+
+    big = Photo("train/images/big/mask1.jpg", "train/faces/big/mask1.jpg",
+                data=samples.encode(np.zeros((3000, 2000, 3), np.uint8)))
+    monkeypatch.setattr(processor, "available_memory", lambda: 200_000_000)  # 100 MB a photo: 6 MP takes 102 MB
+    rows = {r.row.source: r.row for r in crop_photos([*good[:3], big], Settings(device="cpu", workers=1))}
+    assert (rows[big.source].status, rows[big.source].reason) == ("error", "too_large")
+    assert "2000x3000 px needs ~0.1 GB to decode and detect, over the 0.1 GB" in rows[big.source].error
+    assert "give the worker more memory" in rows[big.source].error
+    assert all(rows[p.source].status != "error" for p in good[:3])
+
+
+def test_a_photo_over_the_detection_size_is_detected_on_a_smaller_copy_its_box_scaled_back(good, monkeypatch):
+    from facecrop_ops.vision import detector
+    from facecrop_ops.vision.geometry import iou
+
+    full = list(crop_photos(good[:4], Settings(device="cpu", workers=1)))
+    monkeypatch.setattr(detector, "DETECT_MAX_PIXELS", 384 * 512 // 4)  # half the width and height
+    small = list(crop_photos(good[:4], Settings(device="cpu", workers=1)))
+    for a, b in zip(full, small):
+        if a.row.status == "detected" and b.row.status == "detected":
+            assert iou(a.row.box, b.row.box) > 0.8 and b.row.box != a.row.box
+    assert sum(r.row.status == "detected" for r in small) >= 3

@@ -25,15 +25,15 @@ def test_the_reference_box_prefers_the_bare_face_then_the_loose_mask_then_the_me
     size = (384, 512)
     mask1, mask2, mask3 = Found("mask1", (10, 10, 50, 50), size), Found("mask2", (12, 12, 52, 52), size), Found("mask3", (90, 90, 130, 130), size)
     loose, bare = Found("incorrect_mask", (20, 20, 60, 60), size), Found("normal", (30, 30, 70, 70), size)
-    assert reference_box([mask1, mask2, mask3, loose, bare], size) == bare.box
-    assert reference_box([mask1, mask2, mask3, loose], size) == loose.box
-    assert reference_box([mask1, mask2, mask3], size) == mask2.box  # the median ignores the stray one
+    assert reference_box([mask1, mask2, mask3, loose, bare], size) == (bare.box, "normal")
+    assert reference_box([mask1, mask2, mask3, loose], size) == (loose.box, "incorrect_mask")
+    assert reference_box([mask1, mask2, mask3], size) == (mask2.box, "median")  # the median ignores the stray one
     assert reference_box([], size) is None
 
 
 def test_a_sibling_of_another_size_lends_its_box_scaled():
     bare = Found("normal", (100, 100, 200, 220), (384, 512))
-    assert reference_box([bare], (768, 1024)) == (200, 200, 400, 440)
+    assert reference_box([bare], (768, 1024)) == ((200, 200, 400, 440), "normal")
 
 
 def test_a_second_pass_face_is_taken_only_where_it_agrees_with_the_siblings():
@@ -74,3 +74,18 @@ def test_a_placement_is_taken_above_the_score_or_where_two_templates_agree():
     below = Placement("incorrect_mask", near.box, AGREEING_MIN_SCORE - 0.01)
     assert accepted_placement([weak, below], bar) is None
     assert accepted_placement([], bar) is None
+
+
+def test_a_reference_photo_far_from_where_the_sitting_shows_the_face_is_passed_over():
+    from facecrop_ops.vision.rescue import Found, reference_box, trusted_siblings
+
+    size = (384, 512)
+    sitting = [Found("mask1", (100, 100, 200, 220), size), Found("mask2", (110, 95, 205, 215), size),
+               Found("incorrect_mask", (105, 105, 200, 225), size)]
+    genuine = Found("normal", (120, 110, 215, 230), size)  # moved a little, as people do
+    assert trusted_siblings([*sitting, genuine]) == ([*sitting, genuine], [])
+    stranger = Found("normal", (250, 300, 330, 400), size)  # someone else, elsewhere and smaller
+    kept, passed_over = trusted_siblings([*sitting, stranger])
+    assert passed_over == ["normal"] and stranger not in kept
+    assert reference_box(kept, size) == ((105, 105, 200, 225), "incorrect_mask")
+    assert trusted_siblings([sitting[0], stranger]) == ([sitting[0], stranger], [])  # one witness is not enough
