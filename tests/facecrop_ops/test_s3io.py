@@ -85,3 +85,60 @@ def test_objects_carry_their_etag_and_size(s3):
     objs = S3Store(s3.client()).objects(S3Location(BUCKET, "k/00"))
     assert [o.key for o in objs] == [f"k/{i:03d}" for i in range(10)]
     assert all(o.size == 1 and len(o.etag) == 32 for o in objs)
+
+
+def test_folders_list_one_level_and_iter_objects_resumes_after_a_key(s3):
+    s3.upload(BUCKET, "tree/", [("a/1.jpg", b"1"), ("a/2.jpg", b"2"), ("b/c/3.jpg", b"3"), ("top.csv", b"t")])
+    store = S3Store(s3.client())
+    prefixes, objects = store.folders(S3Location(BUCKET, "tree/"))
+    assert prefixes == ["tree/a/", "tree/b/"] and [o.key for o in objects] == ["tree/top.csv"]
+    assert [o.key for o in store.iter_objects(S3Location(BUCKET, "tree/"), start_after="tree/a/1.jpg")] == [
+        "tree/a/2.jpg", "tree/b/c/3.jpg", "tree/top.csv"]
+
+
+def test_a_fast_listing_client_keeps_timestamps_as_text_and_leaves_other_clients_alone(s3):
+    import boto3
+
+    from facecrop_ops.s3io import fast_listing
+
+    session = boto3.session.Session()
+    kwargs = {"endpoint_url": s3.endpoint_url, "region_name": "us-east-1", "aws_access_key_id": s3.access_key,
+              "aws_secret_access_key": s3.secret_key}
+    fast, plain = fast_listing(session.client("s3", **kwargs)), session.client("s3", **kwargs)
+    listed = fast.list_objects_v2(Bucket=BUCKET, Prefix="k/00")["Contents"]
+    assert isinstance(listed[0]["LastModified"], str) and listed[0]["Key"] == "k/000"
+    assert not isinstance(plain.list_objects_v2(Bucket=BUCKET, Prefix="k/00")["Contents"][0]["LastModified"], str)
+    assert [o.key for o in S3Store(fast).objects(S3Location(BUCKET, "k/00"))] == [f"k/{i:03d}" for i in range(10)]
+
+
+def test_get_unless_sends_nothing_while_the_object_is_unchanged(s3):
+    store = S3Store(s3.client())
+    etag = store.put(BUCKET, "same.json", b"{}", "application/json")
+    assert store.get_unless(BUCKET, "same.json", None) == (b"{}", etag)
+    assert store.get_unless(BUCKET, "same.json", etag) == (None, etag)
+    changed = store.put(BUCKET, "same.json", b"[]", "application/json")
+    assert store.get_unless(BUCKET, "same.json", etag) == (b"[]", changed)
+    assert store.get_unless(BUCKET, "never.json", etag) == (None, None)
+
+
+def test_a_writer_streams_an_object_in_parts_and_a_failed_write_leaves_none(s3):
+    from facecrop_ops.s3io import PART_BYTES
+
+    store = S3Store(s3.client())
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    with store.writer(BUCKET, "big.csv", "text/csv") as out:
+        for _ in range(PART_BYTES // len(chunk) * 2 + 3):
+            out.write(chunk)
+        assert out.parts  # parts went up while it was being written
+    body = store.open(BUCKET, "big.csv").read()
+    assert len(body) == len(chunk) * (PART_BYTES // len(chunk) * 2 + 3) and body[: len(chunk)] == chunk
+    with store.writer(BUCKET, "small.csv", "text/csv", {"through": "x"}) as out:
+        out.write(b"a,b\n")
+    assert store.get(BUCKET, "small.csv") == b"a,b\n" and store.metadata(BUCKET, "small.csv") == {"through": "x"}
+
+    with pytest.raises(RuntimeError, match="boom"), store.writer(BUCKET, "half.csv", "text/csv") as out:
+        for _ in range(PART_BYTES // len(chunk) + 1):
+            out.write(chunk)
+        raise RuntimeError("boom")
+    assert store.open(BUCKET, "half.csv") is None
+    assert not s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads")
