@@ -13,24 +13,42 @@ CLASSES = ("mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "norma
 UNLABELED = "unlabeled"
 
 
+def split_name(path: str) -> tuple[str, str]:
+    """(parent, name) as PurePosixPath gives them, by string operations for a plain key: the
+    control plane asks this of every photo several times, and a PurePosixPath costs ~30x more."""
+    if path and "//" not in path and "/." not in path and not path.startswith((".", "/")) and not path.endswith("/"):
+        parent, _, name = path.rpartition("/")
+        return parent or ".", name
+    pure = PurePosixPath(path)
+    return str(pure.parent), pure.name
+
+
+def _stem_suffix(name: str) -> tuple[str, str]:
+    """PurePosixPath's stem and suffix of a file name."""
+    dot = name.rfind(".")
+    if 0 < dot < len(name) - 1:
+        return name[:dot], name[dot:]
+    return name, ""
+
+
 def is_hidden(path: str) -> bool:
     """macOS `._*` resource forks, `.DS_Store` and other dot-files: never photos."""
-    return PurePosixPath(path).name.startswith(".")
+    return split_name(path)[1].startswith(".")
 
 
 def is_photo_name(path: str) -> bool:
     """Judged by the extension only; whether the bytes are really a photo is decoding's job."""
-    return PurePosixPath(path).suffix.lower() in PHOTO_EXTENSIONS
+    return _stem_suffix(split_name(path)[1])[1].lower() in PHOTO_EXTENSIONS
 
 
 def folder_of(path: str) -> str | None:
     """The folder a photo lies in below an images folder (train/images/<person>/), in Unicode
     NFC: macOS writes names in NFD, Windows and Excel in NFC, and a folder spelt both ways is
     one folder. None for a photo directly in an images folder (eval/images/<hash>.jpg)."""
-    parent = PurePosixPath(path).parent
-    if parent.name in ("", "images") or split_images_root(path) is None:
+    parent = split_name(path)[0]
+    if split_name(parent)[1] in ("", "images") or split_images_root(path) is None:
         return None
-    return unicodedata.normalize("NFC", str(parent))
+    return unicodedata.normalize("NFC", parent)
 
 
 def sittings(paths: Iterable[str]) -> set[str]:
@@ -55,7 +73,7 @@ def sitting_order(path: str) -> tuple[str, int, str]:
 def photo_class(path: str) -> str:
     """A train photo's class is its file stem (mask1..mask5, incorrect_mask, normal); eval
     photos and anything else are `unlabeled`."""
-    stem = PurePosixPath(path).stem
+    stem = _stem_suffix(split_name(path)[1])[0]
     return stem if stem in CLASSES else UNLABELED
 
 
@@ -72,7 +90,7 @@ def face_path(path: str) -> str:
 
 def content_type(path: str) -> str:
     """MIME type of a face file, from its extension (faces keep their photo's name)."""
-    ext = PurePosixPath(path).suffix.lower()
+    ext = _stem_suffix(split_name(path)[1])[1].lower()
     return {
         ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",
         ".webp": "image/webp", ".tif": "image/tiff", ".tiff": "image/tiff",

@@ -1,5 +1,8 @@
+from pathlib import PurePosixPath
+
 import pytest
 
+from facecrop_ops.dataset import naming
 from facecrop_ops.dataset.naming import content_type, face_path, is_hidden, is_photo_name, photo_class
 
 
@@ -53,3 +56,12 @@ def test_a_sitting_is_a_folder_below_an_images_folder_holding_a_class_named_phot
     assert folder_of("eval/images/0a1b2c.jpg") is None  # strangers side by side
     assert folder_of("train/images/normal.jpg") is None
     assert sittings(["train/images/p/notes.jpg", "train/images/p/mask1.jpg", "eval/images/b/x.jpg"]) == {"train/images/p"}
+
+
+@pytest.mark.parametrize("key", ["train/images/p1/mask1.jpg", "a.jpg", ".DS_Store", "x/._mask1.jpg", "x//y.jpg",
+                                 "./x/y.JPG", "/abs/z.png", "x/y/", "x/.", "a/b.", "a/.b.c", "images", "é/ü.jpeg"])
+def test_names_are_split_as_pure_posix_path_splits_them(key):
+    pure = PurePosixPath(key)
+    assert naming.split_name(key) == (str(pure.parent), pure.name)
+    assert naming.is_hidden(key) == pure.name.startswith(".")
+    assert naming.is_photo_name(key) == (pure.suffix.lower() in naming.PHOTO_EXTENSIONS)
