@@ -6,14 +6,18 @@ this is the I/O around them.
 
 from __future__ import annotations
 
+import io
+import itertools
+import json
 import logging
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from facecrop_ops.dataset import corrections, manifest
 from facecrop_ops.dataset.locations import S3Location
 from facecrop_ops.dataset.manifest import ManifestRow
+from facecrop_ops.dataset.review_items import ReviewIndex, page_info
 from facecrop_ops.dataset.run_folder import DestFolder, IndexDoc, PlanDoc, RunFolder, ShardList
 from facecrop_ops.s3io import S3Store
 
@@ -83,18 +87,49 @@ class RunStore:
         self.s3.put_text(bucket, key, manifest.dumps(rows))
 
     def run_rows(self, folder: RunFolder, plan: PlanDoc) -> list[ManifestRow]:
-        """Every photo's row of a planned run: reused from the last run, refused or excluded by
-        the plan, cropped by a shard. Raises ShardMissing while a shard has not finished."""
+        """Every photo's row of a planned run, held (small runs: tests, the CLI's size)."""
+        return [row for part in self.run_row_parts(folder, plan) for row in part]
+
+    def run_row_parts(self, folder: RunFolder, plan: PlanDoc) -> list[Iterator[ManifestRow]]:
+        """Every photo's row of a planned run, as streams: reused from the last run, refused or
+        excluded by the plan, cropped by each shard. Raises ShardMissing, before anything is
+        read, while a shard has not finished."""
         files = folder.shards(plan.plan_id)
-        rows = self.rows(folder.bucket, files.reused)
-        rows.extend(self.rows_if_exists(folder.bucket, files.refused) or [])  # none in plans of older versions
         for index in range(plan.shards):
-            done = self.rows_if_exists(folder.bucket, files.done(index))
-            if done is None:
+            if self.s3.metadata(folder.bucket, files.done(index)) is None:
                 raise ShardMissing(f"shard {index} has no manifest at {folder.uri_of(files.done(index))}: its crop task "
                                    "did not finish")
-            rows.extend(done)
-        return rows
+        keys = [files.reused, files.refused, *(files.done(index) for index in range(plan.shards))]
+        return [self.stream_rows(folder.bucket, key) for key in keys]
+
+    def stream_rows(self, bucket: str, key: str) -> Iterator[ManifestRow]:
+        """A manifest's rows as they stream in (none when there is no such object: plans of
+        older versions wrote no refused.csv)."""
+        body = self.s3.open(bucket, key)
+        if body is None:
+            return
+        yield from manifest.iter_rows(io.TextIOWrapper(io.BufferedReader(body), encoding="utf-8", newline=""))
+
+    def write_review(self, folder: RunFolder, items: Iterable[dict[str, Any]]) -> ReviewIndex:
+        """The run's review items (sorted by photo), in pages, then their index."""
+        index = ReviewIndex()
+        page: list[dict[str, Any]] = []
+        for entry in itertools.chain(items, [None]):
+            if entry is not None:
+                page.append(entry)
+            if page and (entry is None or len(page) == index.page_size):
+                self.s3.put_text(folder.bucket, folder.review_page(len(index.pages)), json.dumps(page), JSON)
+                index.add(page_info(page))
+                page = []
+        self.s3.put_text(folder.bucket, folder.review_index, index.to_json(), JSON)
+        return index
+
+    def review_index(self, folder: RunFolder) -> ReviewIndex | None:
+        data = self.s3.get_if_exists(folder.bucket, folder.review_index)
+        return None if data is None else ReviewIndex.from_json(data)
+
+    def review_page(self, folder: RunFolder, number: int) -> list[dict[str, Any]]:
+        return json.loads(self.s3.get(folder.bucket, folder.review_page(number)))
 
     # --- reviewers' decisions
 
@@ -108,6 +143,20 @@ class RunStore:
         except (ValueError, KeyError, TypeError) as exc:  # damaged: the objects themselves are the record
             log.warning("ignoring %s (%s): folding every decision object again", self.dest.corrections_snapshot, exc)
             return corrections.Snapshot("", corrections.DecisionFold())
+
+    def snapshot_if_changed(self, etag: str | None) -> tuple[corrections.Snapshot | None, str]:
+        """(the snapshot, its ETag) when it changed since the one of `etag` (none read then: a
+        cached snapshot serves); an empty snapshot while there is none."""
+        data, now = self.s3.get_unless(self.dest.bucket, self.dest.corrections_snapshot, etag)
+        if now is None:
+            return corrections.Snapshot("", corrections.DecisionFold()), ""
+        if data is None:
+            return None, now
+        try:
+            return corrections.Snapshot.from_json(data), now
+        except (ValueError, KeyError, TypeError) as exc:  # damaged: the objects themselves are the record
+            log.warning("ignoring %s (%s): folding every decision object again", self.dest.corrections_snapshot, exc)
+            return corrections.Snapshot("", corrections.DecisionFold()), now
 
     def decisions(self, snapshot: corrections.Snapshot | None = None,
                   cache: MutableMapping[str, bytes] | None = None) -> corrections.DecisionFold:
@@ -194,25 +243,31 @@ class RunStore:
 
     # --- tables derived from many objects
 
-    def rebuild(self, under: S3Location, suffix: str, out_key: str,
+    def run_metrics(self) -> set[str]:
+        """The key of every run's metrics.json that exists: the run folders are listed one level
+        deep (not every shard file and review page of every run), then each is asked for."""
+        prefixes, _ = self.s3.folders(self.dest.runs, "dest_uri")
+        keys = [prefix + "metrics.json" for prefix in prefixes]
+        return {key for key, data in self.s3.get_many(self.dest.bucket, keys) if data is not None}
+
+    def rebuild(self, keys: Callable[[], set[str]], out_key: str,
                 render: Callable[[list[tuple[str, bytes]]], tuple[str, T]], rounds: int = 5) -> T | None:
-        """Write `out_key` (under `dest`) from every object under `under` ending with `suffix`;
-        `render` turns the objects into (text, a value returned to the caller). After writing,
-        list again: an object another process added meanwhile (its own rebuild may have
-        listed before ours existed) is folded in by a new round, so the last write holds
-        every object."""
+        """Write `out_key` (under `dest`) from the objects `keys()` names; `render` turns them
+        into (text, a value returned to the caller). After writing, ask again: an object another
+        process added meanwhile (its own rebuild may have looked before ours existed) is folded
+        in by a new round, so the last write holds every object."""
         seen: set[str] | None = None
         value: T | None = None
         for _ in range(rounds + 1):
-            keys = {k for k in self.s3.list(under, "dest_uri") if k.endswith(suffix)}
-            if keys == seen:
+            found_keys = keys()
+            if found_keys == seen:
                 return value
             if seen is not None and _ == rounds:
                 break
-            found = [(key, data) for key, data in self.s3.get_many(under.bucket, sorted(keys)) if data is not None]
+            found = [(key, data) for key, data in self.s3.get_many(self.dest.bucket, sorted(found_keys)) if data is not None]
             text, value = render(found)
             self.s3.put_text(self.dest.bucket, out_key, text)
-            seen = keys
+            seen = found_keys
         log.warning("%s: objects kept changing over %d rounds; the next rebuild folds in the rest",
                     self.dest.uri_of(out_key), rounds)
         return value

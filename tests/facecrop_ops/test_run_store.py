@@ -108,5 +108,5 @@ def test_a_rebuild_checks_the_listing_after_its_last_write(files, caplog):
         files.s3.put_text(loc.bucket, loc.key(f"r{len(rounds)}/metrics.json"), "{}")  # another run lands meanwhile
         return "table", len(found)
 
-    assert files.rebuild(loc, "/metrics.json", files.dest.history, render, rounds=3) == 2
+    assert files.rebuild(files.run_metrics, files.dest.history, render, rounds=3) == 2
     assert rounds == [0, 1, 2] and "kept changing over 3 rounds" in caplog.text

@@ -10,11 +10,14 @@ Rows whose photo is unreadable or unknown are left out and returned as rejects.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import itertools
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
 from facecrop_ops.dataset.codes import Reason, Status
 from facecrop_ops.dataset.locations import S3Location, face_rel, split_images_root
@@ -51,12 +54,14 @@ def decode(data: bytes, encoding: str, csv_name: str) -> tuple[str, bool]:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise CsvError(
-            f"{csv_name} is not {encoding} text (byte 0x{data[exc.start]:02x} at offset {exc.start}): set the csv_encoding "
-            "param to its encoding, e.g. cp949 for a CSV saved by Korean Excel, latin-1 or cp1252 for Western Excel"
-        ) from None
+        raise _not_text(csv_name, encoding, data[exc.start], exc.start) from None
     bom = text.startswith(BOM)
     return (text[1:] if bom else text), bom
+
+
+def _not_text(csv_name: str, encoding: str, byte: int, offset: int) -> CsvError:
+    return CsvError(f"{csv_name} is not {encoding} text (byte 0x{byte:02x} at offset {offset}): set the csv_encoding "
+                    "param to its encoding, e.g. cp949 for a CSV saved by Korean Excel, latin-1 or cp1252 for Western Excel")
 
 
 def encode(text: str, encoding: str, bom: bool, csv_name: str) -> bytes:
@@ -124,30 +129,111 @@ def rewrite(
     source: S3Location,
     dest: S3Location,
 ) -> Rewritten:
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    """rewrite_lines over a CSV held in memory and photos in a mapping."""
+    by_nfc = {unicodedata.normalize("NFC", k): k for k in photos}
+
+    def lookup(key: str) -> ManifestRow | None:
+        row = photos.get(key)
+        return row if row is not None else photos.get(by_nfc.get(unicodedata.normalize("NFC", key), key))
+
+    out, rejects = io.StringIO(), []
+    kept = rewrite_lines(io.StringIO(text.lstrip(BOM), newline=""), out, csv_name=csv_name, path_column=path_column,
+                         lookup=lookup, images_roots=images_roots, source=source, dest=dest,
+                         line_end=line_ending(text), on_reject=rejects.append)
+    return Rewritten(out.getvalue(), kept, rejects)
+
+
+def rewrite_lines(
+    lines: Iterable[str],
+    out: TextIO,
+    *,
+    csv_name: str,
+    path_column: str,
+    lookup: Callable[[str], ManifestRow | None],
+    images_roots: Sequence[str],
+    source: S3Location,
+    dest: S3Location,
+    line_end: str,
+    on_reject: Callable[[Reject], None],
+    encoding: str | None = None,
+) -> int:
+    """Write the CSV whose lines stream in to `out` with its path column pointed at the faces,
+    row by row; `lookup` finds a photo's manifest row by its key (in another Unicode
+    normalisation too). Rejected rows go to `on_reject`, and, given the `encoding` the CSV is
+    published in, so do rows whose face's path it cannot hold (a photo named in NFD, from
+    macOS, in a cp949 CSV). Returns how many rows were kept."""
+    reader = csv.reader(lines)
     header = next(reader, [])
     check_path_column(header, path_column, csv_name)
     col = header.index(path_column)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator=line_ending(text))
-    by_nfc = {unicodedata.normalize("NFC", k): k for k in photos}
+    writer = csv.writer(out, lineterminator=line_end)
     writer.writerow(header)
-    kept, rejects = 0, []
+    kept = 0
     for record in reader:
         if not record:
             continue
         path = record[col].strip() if col < len(record) else ""
-        reason, new_path = _decide(path, photos, by_nfc, images_roots, source, dest)
+        reason, new_path = _decide(path, lookup, images_roots, source, dest)
+        if not reason and encoding is not None and not _holds(new_path, encoding):
+            reason = (f"its face's path {new_path!r} cannot be written in {encoding}: publish the CSVs in utf-8 "
+                      "(csv_encoding) or rename the photo")
         if reason:
-            rejects.append(Reject(csv_name, reader.line_num, path, reason))
+            on_reject(Reject(csv_name, reader.line_num, path, reason))
             continue
         record[col] = new_path
         writer.writerow(record)
         kept += 1
-    return Rewritten(out.getvalue(), kept, rejects)
+    return kept
 
 
-def _decide(path: str, photos: Mapping[str, ManifestRow], by_nfc: Mapping[str, str], images_roots: Sequence[str],
+def _holds(text: str, encoding: str) -> bool:
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_destination(dest: S3Location, encoding: str, csv_name: str) -> None:
+    """A destination whose name the CSVs' encoding cannot hold would reject every row: stop."""
+    if not _holds(dest.uri, encoding):
+        bad = next(c for c in dest.uri if not _holds(c, encoding))
+        raise CsvError(f"a rewritten path of {csv_name} has {bad!r}, which {encoding} cannot hold: choose a dest_uri "
+                       "in plain ASCII")
+
+
+def decoded(chunks: Iterable[bytes], encoding: str, csv_name: str) -> Iterator[str]:
+    """A CSV's text as its bytes stream in; a byte that is not `encoding` stops the run with the
+    fix, naming it and its offset, as `decode` does for a CSV held whole."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    for chunk in itertools.chain(chunks, [None]):
+        pending = decoder.getstate()[0]
+        try:
+            text = decoder.decode(b"", final=True) if chunk is None else decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            data = pending + (chunk or b"")
+            raise _not_text(csv_name, encoding, data[exc.start], offset - len(pending) + exc.start) from None
+        if chunk is not None:
+            offset += len(chunk)
+        if text:
+            yield text
+
+
+def lines(texts: Iterable[str]) -> Iterator[str]:
+    """Text chunks as lines, each with its own line ending (what csv.reader takes)."""
+    rest = ""
+    for text in texts:
+        rest += text
+        parts = rest.split("\n")
+        rest = parts.pop()
+        for part in parts:
+            yield part + "\n"
+    if rest:
+        yield rest
+
+
+def _decide(path: str, lookup: Callable[[str], ManifestRow | None], images_roots: Sequence[str],
             source: S3Location, dest: S3Location) -> tuple[str, str]:
     """(why the row is rejected, "") or ("", its new path). A path spelt in another Unicode
     normalisation than its photo's key (NFC from Excel, NFD from macOS) finds that photo, the
@@ -161,17 +247,14 @@ def _decide(path: str, photos: Mapping[str, ManifestRow], by_nfc: Mapping[str, s
         roots = ", ".join(images_roots) or "none found"
         return f"path is not under an images folder of the dataset ({roots})", ""
     pos, root, rest = found
-    key = root + rest
-    if key not in photos:
-        key = by_nfc.get(unicodedata.normalize("NFC", key), key)
-    row = photos.get(key)
+    row = lookup(root + rest)
     if row is None:
         return "photo not found in the dataset (missing, hidden or not a photo file)", ""
     if row.status == Status.EXCLUDED:
         return row.error, ""
     if row.status == Status.ERROR:
         return (row.error if row.reason == Reason.REFUSED_KEY else f"photo unreadable: {row.error}"), ""
-    return "", _new_path(path[:pos], key, source, dest)
+    return "", _new_path(path[:pos], row.source, source, dest)
 
 
 def line_ending(text: str) -> str:
@@ -183,11 +266,13 @@ def line_ending(text: str) -> str:
 def rejects_csv(rejects: Sequence[Reject]) -> str:
     """rejects.csv, a file of this project's that people open in spreadsheets: a cell from the
     data that a spreadsheet would run as a formula (=, +, -, @) is written as text."""
+    return ",".join(REJECT_COLUMNS) + "\n" + "".join(reject_line(r) for r in rejects)
+
+
+def reject_line(r: Reject) -> str:
+    """One row of rejects.csv, with its newline (the file is written a row at a time)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REJECT_COLUMNS)
-    for r in rejects:
-        writer.writerow([inert(r.csv), r.line, inert(r.path), inert(r.reason)])
+    csv.writer(out, lineterminator="\n").writerow([inert(r.csv), r.line, inert(r.path), inert(r.reason)])
     return out.getvalue()
 
 

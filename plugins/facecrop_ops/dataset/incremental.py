@@ -25,6 +25,54 @@ class Decision:
     gone: list[ManifestRow]  # the last run's rows whose photo is no longer in the bucket
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One key as the plan sees it: this run's photo (`etag`), the last run's row for it
+    (`previous`), that row's face as the destination holds it now (`face_etag`), the id of
+    the reviewer's correction that applies now, and the plan's own row for a photo it does not
+    crop (`left_out`: refused, too large, or excluded by a reviewer)."""
+
+    source: str
+    etag: str | None = None
+    previous: ManifestRow | None = None
+    face_etag: str | None = None
+    correction: str = ""
+    left_out: ManifestRow | None = None
+
+
+def decide_group(entries: Sequence[Entry], *, reuse: bool = True, whole_folders: bool = False) -> Decision:
+    """The decision for one folder's keys (the plan streams folders one at a time). A row is
+    reused when its photo's ETag is the same, it was made under the correction that applies now
+    (none, or the same one), and its face is the very object it uploaded (same ETag: a face
+    another run overwrote meanwhile is not trusted); an error row is, unless its reason is one a
+    retry may cure. Without `reuse` (other settings, a full recrop) nothing is, but deleted
+    photos are still found. With `whole_folders` (crops that depend on a person's other
+    photos), a sitting is reused whole or cropped whole: a photo cropped again, a deleted one,
+    or a left-out photo whose row changed, changes it."""
+    keep: dict[str, ManifestRow] = {}
+    for e in entries:
+        row = e.previous
+        if not reuse or e.etag is None or row is None or row.etag != e.etag or row.correction != e.correction:
+            continue
+        if row.status == Status.ERROR:
+            if row.reason not in RETRIED:
+                keep[e.source] = row
+        elif row.face_etag and e.face_etag == row.face_etag:
+            keep[e.source] = row
+    gone = [e.previous for e in entries if e.previous is not None and e.etag is None and e.left_out is None]
+    folder = folder_of(entries[0].source) if entries else None
+    if whole_folders and folder is not None and sittings(e.source for e in entries):
+        changed = (any(e.etag is not None and e.source not in keep for e in entries) or bool(gone)
+                   or any(e.left_out is not None and _state(e.previous) != _state(e.left_out) for e in entries))
+        if changed:
+            keep = {}
+    return Decision(
+        reused=[replace(row, reused=True) for row in keep.values()],
+        todo=sorted(e.source for e in entries if e.etag is not None and e.source not in keep),
+        gone=gone,
+    )
+
+
 def decide(
     etags: Mapping[str, str],
     previous: Sequence[ManifestRow] | None,
@@ -35,48 +83,22 @@ def decide(
     corrections: Mapping[str, str] | None = None,
     left_out: Mapping[str, ManifestRow] | None = None,
 ) -> Decision:
-    """`etags`: this run's photos (source key -> ETag); `previous`: the index's rows (None
-    without an index); `faces`: the destination's face objects (key -> ETag). A row is reused
-    when its photo's ETag is the same and its face is the very object it uploaded (same
-    ETag: a face another run overwrote meanwhile is not trusted). Without `reuse` (other
-    settings, a full recrop) nothing is, but the deleted photos are still found. With
-    `whole_folders` (crops that depend on a person's other photos), a person folder is reused
-    whole or cropped whole, a deleted photo counting as a change. `corrections` maps photos to
-    the id of the reviewer's correction that applies to them now: a row made under another (or
-    none) is cropped again, so a run recrops exactly the photos whose correction changed.
-    `left_out` are the rows the plan made for photos it does not crop (refused, or excluded by
-    a reviewer): they are not deleted, and with `whole_folders` they change their folder only
-    when their row differs from the last run's."""
-    applied = corrections or {}
-    aside = left_out or {}
+    """decide_group over a listing held in memory: `etags`: this run's photos (source key ->
+    ETag); `previous`: the index's rows (None without an index); `faces`: the destination's
+    face objects (key -> ETag); `corrections`: the id of the correction that applies to each
+    photo now; `left_out`: the plan's rows for the photos it does not crop. Folders are decided
+    one by one, as the plan does on its table on disk."""
+    applied, aside = corrections or {}, left_out or {}
     last = {row.source: row for row in previous or ()}
-    keep: dict[str, ManifestRow] = {}
-    for key, etag in etags.items() if reuse else ():
+    groups: dict[str | None, list[Entry]] = {}
+    for key in sorted({*etags, *last, *aside}):
         row = last.get(key)
-        if row is None or row.etag != etag or row.correction != applied.get(key, ""):
-            continue
-        if row.status == Status.ERROR:
-            if row.reason not in RETRIED:
-                keep[key] = row
-        elif row.face_etag and faces.get(row.output) == row.face_etag:
-            keep[key] = row
-    gone = [row for key, row in last.items() if key not in etags and key not in aside]
-    if whole_folders:
-        together = sittings([*etags, *aside, *last])
-
-        def sitting(key: str) -> str | None:
-            folder = folder_of(key)
-            return folder if folder in together else None
-
-        changed = {sitting(k) for k in etags if k not in keep} | {sitting(r.source) for r in gone}
-        changed |= {sitting(k) for k, row in aside.items() if _state(last.get(k)) != _state(row)}
-        changed.discard(None)  # photos outside sittings (eval/images/x.jpg, strangers) stand alone
-        keep = {k: row for k, row in keep.items() if sitting(k) not in changed}
-    return Decision(
-        reused=[replace(row, reused=True) for row in keep.values()],
-        todo=sorted(k for k in etags if k not in keep),
-        gone=gone,
-    )
+        entry = Entry(key, etags.get(key), row, faces.get(row.output) if row is not None and row.output else None,
+                      applied.get(key, ""), aside.get(key))
+        groups.setdefault(folder_of(key) if whole_folders else key, []).append(entry)
+    parts = [decide_group(group, reuse=reuse, whole_folders=whole_folders) for group in groups.values()]
+    return Decision(reused=[r for d in parts for r in d.reused], todo=sorted(k for d in parts for k in d.todo),
+                    gone=[r for d in parts for r in d.gone])
 
 
 def _state(row: ManifestRow | None) -> tuple[Status, Reason, str] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from facecrop_ops.dataset.codes import Method, Reason, Status
@@ -93,14 +93,20 @@ class ManifestRow:
         )
 
 
+HEADER = ",".join(COLUMNS) + "\n"
+
+
+def line(row: ManifestRow) -> str:
+    """One row as the manifest's CSV line (with its newline): what dumps writes for it, so a
+    manifest can be written row by row, from a sorted stream, without holding it."""
+    buf = io.StringIO()
+    csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n").writerow(row.record())
+    return buf.getvalue()
+
+
 def dumps(rows: Iterable[ManifestRow]) -> str:
     """Rows -> CSV text, sorted by source so reruns produce identical bytes."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in sorted(rows, key=lambda r: r.source):
-        writer.writerow(row.record())
-    return buf.getvalue()
+    return HEADER + "".join(line(row) for row in sorted(rows, key=lambda r: r.source))
 
 
 # Columns that manifests of earlier versions lack; an index pointing at one still loads (its
@@ -130,8 +136,19 @@ def reason_of_message(status: Status, error: str) -> Reason:
 
 
 def loads(text: str) -> list[ManifestRow]:
-    reader = csv.DictReader(io.StringIO(text))
+    return list(iter_rows(io.StringIO(text)))
+
+
+def iter_rows(lines: Iterable[str]) -> Iterator[ManifestRow]:
+    """The rows of a manifest read as a stream of lines (a text file, a decoded S3 body)."""
+    reader = csv.DictReader(lines)
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or []) and c not in _ADDED_LATER]
     if missing:
         raise ValueError(f"not a facecrop manifest: columns {', '.join(missing)} are missing")
-    return [ManifestRow.from_record(rec) for rec in reader]
+    for rec in reader:
+        yield ManifestRow.from_record(rec)
+
+
+def parse_line(text: str) -> ManifestRow:
+    """A row written by `line` (this version's columns)."""
+    return ManifestRow.from_record(dict(zip(COLUMNS, next(csv.reader(io.StringIO(text))))))

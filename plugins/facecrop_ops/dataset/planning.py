@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from facecrop_ops.dataset.locations import FACES, published_csv_name, split_images_root
-from facecrop_ops.dataset.naming import folder_of, is_hidden, is_photo_name, sitting_order, sittings
+from facecrop_ops.dataset.naming import folder_of, is_hidden, is_photo_name, sitting_order, sittings, split_name
 
 # Airflow refuses to map more than [core] max_map_length (1024) instances; stay far below.
 MAX_SHARDS_LIMIT = 512
@@ -32,32 +31,80 @@ class Listing:
     images_roots: list[str] = field(default_factory=list)  # e.g. train/images/, eval/images/
 
 
+# What a key of the source listing is to the run (classify_key).
+PHOTO, HIDDEN, NOT_PHOTO, FACE, CSV = "photo", "hidden", "not_photo", "face", "csv"
+
+
+def classify_key(rel: str) -> tuple[str, str] | None:
+    """(what the key is, its images root, "" for a CSV), or None for a key the run ignores
+    (outside every images folder, e.g. an earlier run's faces). One key at a time, so a listing
+    of any size is sorted as it streams."""
+    if "/" not in rel and rel.lower().endswith(".csv"):
+        return (HIDDEN if is_hidden(rel) else CSV), ""  # macOS leaves ._train_data.csv beside it
+    split = split_images_root(rel)
+    if split is None or rel.endswith("/"):
+        return None
+    if FACES in split[0].split("/"):
+        return FACE, split[0]  # a face an earlier version wrote under a nested `images` folder
+    if is_hidden(rel):
+        return HIDDEN, split[0]
+    return (PHOTO if is_photo_name(rel) else NOT_PHOTO), split[0]
+
+
+def source_csvs(names: Iterable[str]) -> list[str]:
+    """The CSVs to rewrite among those directly under the root: when faces are published beside
+    the data, an earlier run's train_face.csv is listed too; it is an output, not an input."""
+    names = list(names)
+    outputs = {published_csv_name(name) for name in names}
+    return [name for name in names if name not in outputs]
+
+
 def classify(rel_keys: Iterable[str]) -> Listing:
     out = Listing()
     roots = set()
+    lists = {PHOTO: out.photos, HIDDEN: out.hidden, NOT_PHOTO: out.not_photos, FACE: out.faces, CSV: out.csvs}
     for rel in sorted(rel_keys):
-        if "/" not in rel and rel.lower().endswith(".csv"):
-            (out.hidden if is_hidden(rel) else out.csvs).append(rel)  # macOS leaves ._train_data.csv beside it
+        kind = classify_key(rel)
+        if kind is None:
             continue
-        split = split_images_root(rel)
-        if split is None or rel.endswith("/"):
-            continue  # outside every images folder (e.g. an earlier run's faces): not ours
-        if FACES in split[0].split("/"):
-            out.faces.append(rel)  # a face an earlier version wrote under a nested `images` folder
-            continue
-        roots.add(split[0])
-        if is_hidden(rel):
-            out.hidden.append(rel)
-        elif is_photo_name(rel):
-            out.photos.append(rel)
-        else:
-            out.not_photos.append(rel)
+        lists[kind[0]].append(rel)
+        if kind[0] in (PHOTO, HIDDEN, NOT_PHOTO) and kind[1]:
+            roots.add(kind[1])
     out.images_roots = sorted(roots)
-    # When faces are published beside the data, an earlier run's train_face.csv is listed too;
-    # it is an output of train_data.csv, not an input of its own.
-    outputs = {published_csv_name(name) for name in out.csvs}
-    out.csvs = [name for name in out.csvs if name not in outputs]
+    out.csvs = source_csvs(out.csvs)
     return out
+
+
+def shard_group(rel: str, whole: set[str], photos_per_shard: int, index_in_parent: int) -> str:
+    """The group a photo is packed with: its sitting, when crops depend on siblings and it has
+    one (never cut); else its folder, cut every `photos_per_shard` photos (`index_in_parent` is
+    its place among its folder's photos in sorted order)."""
+    folder = folder_of(rel)
+    if folder in whole:
+        return "s:" + folder
+    return f"f:{split_name(rel)[0]}#{index_in_parent // photos_per_shard}"
+
+
+def shard_target(photos: int, photos_per_shard: int, max_shards: int) -> int:
+    if photos_per_shard < 1 or not 1 <= max_shards <= MAX_SHARDS_LIMIT:
+        raise ValueError(f"photos_per_shard must be >= 1 and max_shards 1..{MAX_SHARDS_LIMIT}")
+    return max(photos_per_shard, math.ceil(photos / max_shards))
+
+
+def pack(group_sizes: Iterable[int], target: int, max_shards: int) -> list[int]:
+    """Shard sizes for groups in order: a shard takes whole groups while they fit `target`; if
+    that gives more than `max_shards`, the adjacent pair of smallest total merges, until it
+    does not. Sizes only: the photos themselves stream past afterwards."""
+    shards: list[int] = []
+    for size in group_sizes:
+        if shards and shards[-1] + size <= target:
+            shards[-1] += size
+        else:
+            shards.append(size)
+    while len(shards) > max_shards:  # folders that do not pack evenly: merge the smallest pairs
+        i = min(range(len(shards) - 1), key=lambda j: shards[j] + shards[j + 1])
+        shards[i : i + 2] = [shards[i] + shards[i + 1]]
+    return shards
 
 
 def make_shards(photos: list[str], photos_per_shard: int, max_shards: int, *, whole_folders: bool = False) -> list[list[str]]:
@@ -66,29 +113,20 @@ def make_shards(photos: list[str], photos_per_shard: int, max_shards: int, *, wh
     person's other photos) a sitting (a folder holding a class-named photo, whatever its other
     files are called) is never cut: one bigger than a shard is a shard of its own, its
     reference photos first (the processor carries them through every chunk of it). Other
-    folders (eval/images/ and folders of strangers) are cut as needed."""
-    if photos_per_shard < 1 or not 1 <= max_shards <= MAX_SHARDS_LIMIT:
-        raise ValueError(f"photos_per_shard must be >= 1 and max_shards 1..{MAX_SHARDS_LIMIT}")
+    folders (eval/images/ and folders of strangers) are cut as needed. Groups go in the order
+    of their first photo; the plan does the same on a table on disk."""
+    target = shard_target(len(photos), photos_per_shard, max_shards)
     whole = sittings(photos) if whole_folders else set()
-    folders: dict[str, list[str]] = {}
+    seen: dict[str, int] = {}
+    groups: dict[str, list[str]] = {}
     for rel in sorted(photos):
-        folder = folder_of(rel)
-        folders.setdefault(folder if folder in whole else str(PurePosixPath(rel).parent), []).append(rel)
-    groups = []
-    for folder, folder_photos in folders.items():
-        if folder in whole:
-            groups.append(sorted(folder_photos, key=sitting_order))
-            continue
-        for i in range(0, len(folder_photos), photos_per_shard):
-            groups.append(folder_photos[i : i + photos_per_shard])
-    target = max(photos_per_shard, math.ceil(len(photos) / max_shards))
-    shards: list[list[str]] = []
-    for group in groups:
-        if shards and len(shards[-1]) + len(group) <= target:
-            shards[-1].extend(group)
-        else:
-            shards.append(list(group))
-    while len(shards) > max_shards:  # folders that do not pack evenly: merge the smallest pairs
-        i = min(range(len(shards) - 1), key=lambda j: len(shards[j]) + len(shards[j + 1]))
-        shards[i : i + 2] = [shards[i] + shards[i + 1]]
+        parent = split_name(rel)[0]
+        index = seen[parent] = seen.get(parent, -1) + 1
+        groups.setdefault(shard_group(rel, whole, photos_per_shard, index), []).append(rel)
+    ordered = [sorted(g, key=sitting_order) if key.startswith("s:") else g for key, g in groups.items()]
+    flat = [rel for g in ordered for rel in g]
+    shards, start = [], 0
+    for size in pack((len(g) for g in ordered), target, max_shards):
+        shards.append(flat[start : start + size])
+        start += size
     return shards

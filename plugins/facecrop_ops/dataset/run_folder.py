@@ -12,6 +12,7 @@ among them as typed values with their JSON (pure: no S3 here; `run_store` reads 
                                                  NNNNN.partial.csv    the rows a failed try finished
                                                  reused.csv, gone.csv, refused.csv
     <dest>/_facecrop/runs/<run>/manifest.csv, rejects.csv, metrics.json, report.html
+    <dest>/_facecrop/runs/<run>/review/index.json, NNNNN.json   the crops Face review shows (dataset.review_items)
 
 Shard files live under their plan's id: a cleared run over a changed bucket plans anew and
 never trusts a done mark written for other photos. Each document reads the formats earlier
@@ -136,6 +137,13 @@ class RunFolder:
     def report(self) -> str:
         return self.loc.key("report.html")
 
+    @property
+    def review_index(self) -> str:
+        return self.loc.key("review/index.json")
+
+    def review_page(self, number: int) -> str:
+        return self.loc.key(f"review/{number:05d}.json")
+
     def shards(self, plan_id: str) -> ShardFiles:
         return ShardFiles(self.loc.child(f"shards/{plan_id}"))
 
@@ -210,6 +218,7 @@ class PlanDoc:
     skipped_hidden: list[str] = field(default_factory=list)
     skipped_not_photos: list[str] = field(default_factory=list)
     skipped_faces: list[str] = field(default_factory=list)
+    skipped_count: dict[str, int] = field(default_factory=dict)  # of each kind (the lists above name the first 100)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,19 +30,50 @@ class Sheet:
     more: int = 0  # rows left out by the cap
 
 
-def sheets(rows: Sequence[ManifestRow]) -> list[Sheet]:
-    """What a reviewer looks at: every fallback crop, the lowest-confidence detections, and
-    every unreadable photo, each capped."""
-    fallback = [r for r in rows if r.status == Status.FALLBACK]
-    detected = sorted((r for r in rows if r.status == Status.DETECTED and r.prob is not None), key=lambda r: (r.prob, r.source))
-    errors = [r for r in rows if r.status == Status.ERROR]
-    return [
-        Sheet("Fallback crops", "No face found by the first pass; each tile says how it was then cropped.", fallback[:FALLBACK_CAP], max(0, len(fallback) - FALLBACK_CAP)),
-        Sheet("Least confident detections", f"The {LOW_CONFIDENCE} detections with the lowest MTCNN probability.",
-              detected[:LOW_CONFIDENCE]),
-        Sheet("Unreadable photos", "No face file was written; the reason is below each.", errors[:ERROR_CAP],
-              max(0, len(errors) - ERROR_CAP)),
-    ]
+class SheetRows:
+    """The rows the contact sheets show, kept as a run's rows stream past: the first fallback
+    crops and unreadable photos (in manifest order) and the least confident detections; the
+    rest only counted."""
+
+    def __init__(self) -> None:
+        self.fallback: list[ManifestRow] = []
+        self.errors: list[ManifestRow] = []
+        self.least: list[tuple[float, str, ManifestRow]] = []
+        self.counts = {"fallback": 0, "errors": 0}
+
+    def add(self, row: ManifestRow) -> None:
+        if row.status == Status.FALLBACK:
+            self.counts["fallback"] += 1
+            if len(self.fallback) < FALLBACK_CAP:
+                self.fallback.append(row)
+        elif row.status == Status.ERROR:
+            self.counts["errors"] += 1
+            if len(self.errors) < ERROR_CAP:
+                self.errors.append(row)
+        elif row.status == Status.DETECTED and row.prob is not None:
+            self.least.append((row.prob, row.source, row))
+            if len(self.least) > 4 * LOW_CONFIDENCE:
+                self.least.sort(key=lambda entry: entry[:2])
+                del self.least[LOW_CONFIDENCE:]
+
+    def sheets(self) -> list[Sheet]:
+        """What a reviewer looks at: every fallback crop, the lowest-confidence detections, and
+        every unreadable photo, each capped."""
+        least = [row for *_, row in sorted(self.least, key=lambda entry: entry[:2])[:LOW_CONFIDENCE]]
+        return [
+            Sheet("Fallback crops", "No face found by the first pass; each tile says how it was then cropped.",
+                  self.fallback, self.counts["fallback"] - len(self.fallback)),
+            Sheet("Least confident detections", f"The {LOW_CONFIDENCE} detections with the lowest MTCNN probability.", least),
+            Sheet("Unreadable photos", "No face file was written; the reason is below each.", self.errors,
+                  self.counts["errors"] - len(self.errors)),
+        ]
+
+
+def sheets(rows: Iterable[ManifestRow]) -> list[Sheet]:
+    kept = SheetRows()
+    for row in rows:
+        kept.add(row)
+    return kept.sheets()
 
 
 def _png(fig: Any) -> str:

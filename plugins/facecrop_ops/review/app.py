@@ -79,8 +79,11 @@ def runs() -> list[dict[str, str]]:
 
 
 @app.get("/api/runs/{run_id}/items", dependencies=READ)
-def items(run_id: str) -> dict[str, Any]:
-    return _guarded(service.items, *_run(run_id))
+def items(run_id: str, page: int = Query(0, ge=0), kind: str | None = None, cls: str | None = Query(None, alias="class"),
+          method: str | None = None) -> dict[str, Any]:
+    """A page of the run's review items, filtered on the server: the first screen of a run of a
+    million photos reads what it shows, not the manifest."""
+    return _guarded(service.items, *_run(run_id), page, kind or None, cls or None, method or None)
 
 
 @app.get("/api/runs/{run_id}/photo", dependencies=READ)

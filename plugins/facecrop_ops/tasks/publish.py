@@ -4,19 +4,23 @@ fails midway leaves the next one trusting the last finished run)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from facecrop_ops.config.run import RunParams
-from facecrop_ops.dataset import csv_rewrite
+from facecrop_ops.dataset import csv_rewrite, manifest
 from facecrop_ops.dataset.codes import Reason, Status
 from facecrop_ops.dataset.locations import face_rel, published_csv_name, split_images_root
 from facecrop_ops.dataset.manifest import ManifestRow
-from facecrop_ops.dataset.run_folder import IndexDoc
+from facecrop_ops.dataset.run_folder import IndexDoc, PlanDoc
 from facecrop_ops.reporting import metrics
 from facecrop_ops.s3io import S3Store
-from facecrop_ops.tasks.context import RunContext, RunError, run_context, run_rows
+from facecrop_ops.spill import Spill
+from facecrop_ops.tasks import tables
+from facecrop_ops.tasks.context import RunContext, RunError, run_context
 from facecrop_ops.tasks.plan import PUBLISHED_BY, csv_object
 
 log = logging.getLogger(__name__)
@@ -25,7 +29,9 @@ log = logging.getLogger(__name__)
 def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str, Any]:
     """Merge the shard manifests and the reused rows, rewrite every CSV to the faces and
     publish it (rows whose photo was unreadable or not found go to rejects.csv instead),
-    remove the faces of photos deleted since the last run, then point the index here."""
+    remove the faces of photos deleted since the last run, then point the index here. Rows
+    stream through a table on the worker's disk; CSVs stream from S3 to local files, which are
+    uploaded once every CSV has been rewritten."""
     ctx = run_context(params, run_id, store)
     rp, folder = ctx.params, ctx.folder
     plan = ctx.files.plan(folder)
@@ -34,52 +40,108 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
     if current not in (None, plan.index_run, run_id):
         raise RunError(f"{rp.dest.uri} moved on to run {current} after this run was planned: its reused faces and "
                        "deletions may no longer hold. Clear the whole run (every task) so it plans again")
-    rows = run_rows(ctx, plan)
-    ctx.files.write_rows(folder.bucket, folder.manifest, rows)
-    by_source = {r.source: r for r in rows}
-    rates = {k: v.miss_rate for k, v in metrics.per_class(rows).items()}
-    # Every CSV is rewritten before any is written: one that cannot be never leaves the others
-    # published from this run and itself from the last.
-    rewritten, rejects = [], []
-    for uri in plan.csv_uris:
-        bucket, key = csv_object(uri, rp)
-        text, bom = csv_rewrite.decode(store.get(bucket, key), rp.csv_encoding, uri)
-        result = csv_rewrite.rewrite(text, csv_name=uri, path_column=rp.path_column, photos=by_source,
-                                     images_roots=plan.images_roots, source=rp.source, dest=rp.dest)
-        out_name = published_csv_name(key.rsplit("/", 1)[-1])
-        rewritten.append((uri, out_name, csv_rewrite.encode(result.text, rp.csv_encoding, bom, uri), result))
-        rejects.extend(result.rejects)
-    published = []
-    for uri, out_name, data, result in rewritten:
-        store.put(rp.dest.bucket, rp.dest.key(out_name), data, f"text/csv; charset={rp.csv_encoding}", {PUBLISHED_BY: run_id})
-        published.append({"uri": rp.dest.key_uri(out_name), "source": uri, "rows": result.kept, "rejected": len(result.rejects)})
-        log.info("published %s: %d rows, %d rejected", rp.dest.key_uri(out_name), result.kept, len(result.rejects))
-    store.put_text(folder.bucket, folder.rejects, csv_rewrite.rejects_csv(rejects))
-    for r in rejects[:10]:
-        log.warning("rejected %s line %d (%s): %s", r.csv, r.line, r.path, r.reason)
-    gone = ctx.files.rows(folder.bucket, folder.shards(plan.plan_id).gone)
-    _remove_stale_faces(ctx, plan.images_roots, rows, gone)
+    with Spill() as db:
+        per_class = tables.load_run(ctx, db, plan)
+        with ctx.s3.writer(folder.bucket, folder.manifest, "text/csv") as out:
+            out.write(manifest.HEADER.encode())
+            for (line,) in db.rows("SELECT line FROM rows ORDER BY source"):
+                out.write(line.encode())
+        published = _publish_csvs(ctx, db, plan)
+        _remove_stale_faces(ctx, db, plan)
     ctx.files.write_index(IndexDoc(run_id, folder.manifest, rp.source.uri, rp.settings.fingerprint()))
-    return {"csvs": published, "miss_rate": rates, "photos": len(rows), "reports": folder.uri,
+    rates = {k: v.miss_rate for k, v in per_class.items()}
+    return {"csvs": published, "miss_rate": rates, "photos": per_class[metrics.ALL].images, "reports": folder.uri,
             "report": folder.uri_of(folder.report)}
 
 
-def _remove_stale_faces(ctx: RunContext, images_roots: list[str], rows: list[ManifestRow], gone: list[ManifestRow]) -> None:
+def _publish_csvs(ctx: RunContext, db: Spill, plan: PlanDoc) -> list[dict[str, Any]]:
+    """Every CSV rewritten to a local file before any is uploaded: one that cannot be never
+    leaves the others published from this run and itself from the last."""
+    rp, store, folder = ctx.params, ctx.s3, ctx.folder
+    rejected: list[csv_rewrite.Reject] = []  # the first ones, for the log
+    rejected_by: dict[str, int] = {}
+    rejects_path = db.folder / "rejects.csv"
+    written = []
+    with open(rejects_path, "w", encoding="utf-8", newline="") as rejects:
+        rejects.write(",".join(csv_rewrite.REJECT_COLUMNS) + "\n")
+
+        def on_reject(r: csv_rewrite.Reject) -> None:
+            rejects.write(csv_rewrite.reject_line(r))
+            rejected_by[r.csv] = rejected_by.get(r.csv, 0) + 1
+            if len(rejected) < 10:
+                rejected.append(r)
+
+        for n, uri in enumerate(plan.csv_uris):
+            csv_rewrite.check_destination(rp.dest, rp.csv_encoding, uri)
+            bucket, key = csv_object(uri, rp)
+            body = store.open(bucket, key)
+            if body is None:
+                raise RunError(f"CSV {uri} was deleted after the run was planned: restore it, or clear the run")
+            text = csv_rewrite.decoded(tables.chunks(body), rp.csv_encoding, uri)
+            first = next(text, "")
+            bom = first.startswith(csv_rewrite.BOM)
+            first = first[1:] if bom else first
+            path = db.folder / f"{n}.csv"
+            with open(path, "w", encoding=rp.csv_encoding, newline="", errors="strict") as out:
+                if bom:
+                    out.write(csv_rewrite.BOM)
+                try:
+                    kept = csv_rewrite.rewrite_lines(
+                        csv_rewrite.lines(itertools.chain([first], text)), out, csv_name=uri, path_column=rp.path_column,
+                        lookup=lambda source: tables.row_of(db, source), images_roots=plan.images_roots,
+                        source=rp.source, dest=rp.dest, line_end=csv_rewrite.line_ending(first), on_reject=on_reject,
+                        encoding=rp.csv_encoding)
+                except UnicodeEncodeError as exc:
+                    raise csv_rewrite.CsvError(
+                        f"a rewritten path of {uri} has {exc.object[exc.start:exc.end]!r}, which {rp.csv_encoding} "
+                        "cannot hold: choose a dest_uri in plain ASCII") from None
+            written.append((uri, published_csv_name(key.rsplit("/", 1)[-1]), path, kept))
+    published = []
+    for uri, out_name, path, kept in written:
+        with open(path, "rb") as data, store.writer(rp.dest.bucket, rp.dest.key(out_name), f"text/csv; charset={rp.csv_encoding}",
+                                                    {PUBLISHED_BY: ctx.run_id}) as out:
+            shutil.copyfileobj(data, out, tables.CHUNK)
+        published.append({"uri": rp.dest.key_uri(out_name), "source": uri, "rows": kept, "rejected": rejected_by.get(uri, 0)})
+        log.info("published %s: %d rows, %d rejected", rp.dest.key_uri(out_name), kept, rejected_by.get(uri, 0))
+    with open(rejects_path, "rb") as data, store.writer(folder.bucket, folder.rejects, "text/csv") as out:
+        shutil.copyfileobj(data, out, tables.CHUNK)
+    for r in rejected:
+        log.warning("rejected %s line %d (%s): %s", r.csv, r.line, r.path, r.reason)
+    return published
+
+
+def _remove_stale_faces(ctx: RunContext, db: Spill, plan: PlanDoc) -> None:
     """Remove the faces no published row points at any more: those of photos deleted from the
-    bucket, of photos that became unreadable and of photos a reviewer left out. Only faces that
-    exist are counted, and a key that is a photo of the dataset (under one of its images
-    folders) is never removed."""
+    bucket, of photos that became unreadable and of photos a reviewer left out. Nothing is
+    listed: the candidates come from the rows, and deleting a face that is not there is no
+    error. A key that is a photo of the dataset (under one of its images folders) is never
+    removed, nor a face another row of this run writes."""
     rp = ctx.params
-    outputs = {r.output for r in rows}
-    unused = (*gone, *(r for r in rows if r.status in (Status.ERROR, Status.EXCLUDED)))
-    wanted = {face_rel(*split) for r in unused
-              if r.reason != Reason.REFUSED_KEY and (split := split_images_root(r.source))} - outputs
-    wanted = {k for k in wanted if not _is_a_photo(rp.dest.key(k), rp)}
-    existing = {rp.dest.rel(o.key) for root in images_roots for o in ctx.s3.objects(rp.dest.child(face_rel(root, "")), "dest_uri")}
-    stale = sorted(wanted & existing)
-    ctx.s3.delete_many(rp.dest.bucket, [rp.dest.key(k) for k in stale])
-    if stale:
-        log.info("removed %d face(s) of photos deleted or now unreadable, e.g. %s", len(stale), rp.dest.key_uri(stale[0]))
+
+    def candidates() -> Iterator[ManifestRow]:
+        yield from ctx.files.stream_rows(ctx.folder.bucket, ctx.folder.shards(plan.plan_id).gone)
+        for (line,) in db.rows("SELECT line FROM rows WHERE status IN (?, ?) AND reason != ?",
+                               (Status.ERROR, Status.EXCLUDED, Reason.REFUSED_KEY)):
+            yield manifest.parse_line(line)
+
+    removed, batch, example = 0, [], ""
+    for row in candidates():
+        split = split_images_root(row.source)
+        if row.reason == Reason.REFUSED_KEY or split is None:
+            continue
+        face = face_rel(*split)
+        if _is_a_photo(rp.dest.key(face), rp) or db.value("SELECT 1 FROM rows WHERE output = ?", (face,)):
+            continue
+        batch.append(rp.dest.key(face))
+        example = example or rp.dest.key_uri(face)
+        if len(batch) == 1000:
+            ctx.s3.delete_many(rp.dest.bucket, batch)
+            removed, batch = removed + len(batch), []
+    ctx.s3.delete_many(rp.dest.bucket, batch)
+    removed += len(batch)
+    if removed:
+        log.info("removed the faces, where there were any, of %d photo(s) deleted, now unreadable or left out, e.g. %s",
+                 removed, example)
 
 
 def _is_a_photo(key: str, rp: RunParams) -> bool:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from facecrop_ops.dataset.manifest import ManifestRow
-from facecrop_ops.reporting import metrics
+from facecrop_ops.reporting import metrics, report
 from facecrop_ops.s3io import S3Store
 from facecrop_ops.tasks.context import RunContext, run_context
 
@@ -27,8 +27,8 @@ def record_metrics(
 
     ctx = run_context(params, run_id, store)
     rp, folder = ctx.params, ctx.folder
-    rows = ctx.files.rows(folder.bucket, folder.manifest)
-    per_class = metrics.per_class(rows)
+    shown = report.SheetRows()
+    per_class = metrics.per_class(_feeding(ctx.files.stream_rows(folder.bucket, folder.manifest), shown))
     doc = {
         "run": {
             "run_id": run_id, "run_after": _iso(run_after), "logical_date": _iso(logical_date), "source_uri": rp.source.uri,
@@ -39,7 +39,7 @@ def record_metrics(
     }
     store.put_text(folder.bucket, folder.metrics, json.dumps(doc, indent=2), "application/json")
     past = _rebuild_history(ctx)
-    store.put_text(folder.bucket, folder.report, _report(ctx, doc, rows, past), "text/html")
+    store.put_text(folder.bucket, folder.report, _report(ctx, doc, shown.sheets(), past), "text/html")
     log.info("detection per class (metrics in %s):\n%s", folder.uri_of(folder.metrics), metrics.table(per_class))
     log.info("review page: %s; history of %d run(s): %s", folder.uri_of(folder.report), len(history.runs(past)),
              ctx.files.dest.uri_of(ctx.files.dest.history))
@@ -71,16 +71,21 @@ def _rebuild_history(ctx: RunContext) -> Any:
         return history.to_csv(past), past
 
     dest = ctx.files.dest
-    past = ctx.files.rebuild(dest.runs, "/metrics.json", dest.history, render)
+    past = ctx.files.rebuild(ctx.files.run_metrics, dest.history, render)
     return history.frame([]) if past is None else past
 
 
-def _report(ctx: RunContext, doc: Mapping[str, Any], rows: list[ManifestRow], past: Any) -> str:
-    from facecrop_ops.reporting import history, report
+def _feeding(rows: Iterator[ManifestRow], shown: report.SheetRows) -> Iterator[ManifestRow]:
+    for row in rows:
+        shown.add(row)
+        yield row
+
+
+def _report(ctx: RunContext, doc: Mapping[str, Any], sheets: list[report.Sheet], past: Any) -> str:
+    from facecrop_ops.reporting import history
     from facecrop_ops.vision.imaging import BadPhoto, thumbnail
 
     rp = ctx.params
-    sheets = report.sheets(rows)
     wanted = {rp.dest.key(r.output): r.source for sheet in sheets for r in sheet.rows if r.output}
     thumbs = {}
     for key, data in ctx.s3.get_many(rp.dest.bucket, list(wanted)):

@@ -24,14 +24,16 @@ from facecrop_ops.vision.geometry import padded_box
 from facecrop_ops.vision.imaging import cut_face, decode_rgb, encode_face
 
 BUCKET = "review-data"
+PARAMS = {}
 
 
 @pytest.fixture()
 def s3(monkeypatch, request):
     """moto's S3 server with the dataset in a bucket of this test's own (moto keeps buckets
     across servers of one process)."""
-    global BUCKET
+    global BUCKET, PARAMS
     BUCKET = "rv-" + request.node.name.replace("_", "-")[5:45].strip("-")
+    PARAMS = {"source_uri": f"s3://{BUCKET}/raw", "dest_uri": f"s3://{BUCKET}/out"}
     with moto_server() as server:
         for key, value in server.airflow_connection_env().items():
             monkeypatch.setenv(key, value)
@@ -41,12 +43,12 @@ def s3(monkeypatch, request):
 
 
 def run(s3, run_id, **extra):
-    params = {"source_uri": f"s3://{BUCKET}/raw", "dest_uri": f"s3://{BUCKET}/out", **extra}
+    params = {**PARAMS, **extra}
     store = tasks.open_store(params)
     for ref in tasks.plan(params, run_id, store):
         tasks.crop_shard(params, run_id, ref, store, workers=1)
     tasks.publish(params, run_id, store)
-    service._manifests.clear()
+    service._reviews.clear()
     the_run = service.Run(run_id, "success", "", service.run_params(params))
     return the_run, service.store_for(the_run)
 
@@ -206,11 +208,12 @@ def test_a_box_is_checked_against_the_photo_the_run_cropped_never_another_versio
 
 def test_the_server_never_decodes_a_photo_to_save_a_box_and_refuses_oversized_ones(s3, monkeypatch):
     big = encode_face(np.random.default_rng(0).integers(0, 255, (1400, 1000, 3), dtype=np.uint8), "x.jpg")
-    s3.upload(BUCKET, "raw/", [("train/images/000009_female_Asian_30/mask1.jpg", big)])
-    first, store = run(s3, "first", max_photo_megabytes=1)
+    s3.upload(BUCKET, "raw/", [("train/images/000009_female_Asian_30/mask1.jpg", big)])  # no face: a miss to review
+    first, store = run(s3, "first")
     assert len(big) > 1_000_000
+    capped = service.Run("first", "success", "", service.run_params({**PARAMS, "max_photo_megabytes": 1}))
     with pytest.raises(service.TooLarge, match=r"is \d MB, over the run's max_photo_megabytes 1: it is not shown"):
-        service.photo(first, store, "train/images/000009_female_Asian_30/mask1.jpg")
+        service.photo(capped, store, "train/images/000009_female_Asian_30/mask1.jpg")
     from facecrop_ops.vision import imaging
 
     monkeypatch.setattr(imaging, "decode_rgb", lambda *a, **k: pytest.fail("a box save decoded the photo"))
@@ -219,7 +222,7 @@ def test_the_server_never_decodes_a_photo_to_save_a_box_and_refuses_oversized_on
 
 
 def test_a_run_waiting_at_the_review_gate_shows_its_misses_before_it_publishes(s3):
-    params = {"source_uri": f"s3://{BUCKET}/raw", "dest_uri": f"s3://{BUCKET}/out", "photos_per_shard": 7}
+    params = {**PARAMS, "photos_per_shard": 7, "review_gate": True, "miss_rate_limits": {"all": 0.0}}
     store = tasks.open_store(params)
     refs = tasks.plan(params, "waiting", store)
     waiting = service.Run("waiting", "running", "", service.run_params(params))
@@ -227,7 +230,8 @@ def test_a_run_waiting_at_the_review_gate_shows_its_misses_before_it_publishes(s
         service.items(waiting, store)
     for ref in refs:
         tasks.crop_shard(params, "waiting", ref, store, workers=1)
-    service._manifests.clear()
+    assert "Detection missed more faces than `miss_rate_limits` allows" in tasks.needs_review(params, "waiting", store)
+    service._reviews.clear()
     doc = service.items(waiting, store)
     assert not store.get_if_exists(BUCKET, "out/_facecrop/runs/waiting/manifest.csv")
     assert {i["source"] for i in doc["items"] if i["kind"] == "missed"}  # what the gate asks about, before publishing
@@ -242,7 +246,7 @@ def test_a_run_of_an_earlier_version_is_read_from_its_folder(s3):
     for key in store.list(new.loc):
         store.put(BUCKET, legacy.loc.key(new.loc.rel(key)), store.get(BUCKET, key), "text/plain")
     store.delete_many(BUCKET, store.list(new.loc))
-    service._manifests.clear()
+    service._reviews.clear()
     assert files.run_for_reading(run_id) == legacy and service.items(first, store)["items"]
 
 
@@ -282,3 +286,32 @@ def test_a_rotated_photo_is_served_upright_as_the_pipeline_sees_it_and_boxes_fit
     assert rows(store, "first")[rotated].crop[2] <= 384
     made = service.record(first, store, rotated, "box", [10, 10, 380, 500], "ann")
     assert made.size == (384, 512)
+
+
+def test_a_big_runs_page_reads_only_the_pages_it_shows_and_filters_on_the_server(s3, monkeypatch):
+    from facecrop_ops.dataset.run_folder import PlanDoc
+    from facecrop_ops.run_store import RunStore
+
+    params = service.run_params(PARAMS)
+    store = tasks.open_store(PARAMS)
+    files = RunStore(store, params.dest)
+    folder = files.run("big")
+    files.write_plan(folder, PlanDoc("big", "p", params.source.uri, params.dest.uri, [], ["train/images/"], 5000, 0))
+    entries = [{"source": f"train/images/{i:05d}_x/{'mask1' if i % 10 else 'normal'}.jpg", "class": "mask1" if i % 10 else "normal",
+                "status": "fallback", "method": "centre" if i % 3 else "yunet", "kind": "missed" if i % 50 else "corrected",
+                "prob": None, "box": None, "crop": [1, 1, 2, 2], "etag": "e", "has_face": True} for i in range(5000)]
+    files.write_review(folder, entries)
+    big = service.Run("big", "success", "", params)
+    read = []
+    real = RunStore.review_page
+    monkeypatch.setattr(RunStore, "review_page", lambda self, f, n: read.append(n) or real(self, f, n))
+    first = service.items(big, store)
+    assert [i["source"] for i in first["items"]] == [e["source"] for e in entries[:200]] and first["next"]
+    assert read == [0] and first["total"] == 5000 and first["kinds"] == {"missed": 4900, "corrected": 100}
+    third = service.items(big, store, page=2)
+    assert [i["source"] for i in third["items"]] == [e["source"] for e in entries[400:600]] and read == [0, 2]
+    corrected = service.items(big, store, kind="corrected", cls="normal")
+    assert [i["source"] for i in corrected["items"]] == [e["source"] for e in entries if e["kind"] == "corrected" and e["class"] == "normal"]
+    assert not corrected["next"]
+    with pytest.raises(service.NotFound):
+        service.photo(big, store, "train/images/99999_x/mask1.jpg")  # not shown for review: not served

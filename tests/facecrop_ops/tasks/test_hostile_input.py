@@ -313,3 +313,19 @@ def test_published_csvs_keep_windows_line_endings_and_codec_names_in_any_case(st
     run(store, params(bucket, csv_encoding="UTF-8"))
     published = store.get(bucket, "out/train_face.csv")
     assert published.count(b"\r\n") == text.count("\r\n") and b"\n" not in published.replace(b"\r\n", b"")
+
+
+def test_a_face_path_the_csvs_encoding_cannot_hold_rejects_its_row_not_the_run(store, bucket, s3):
+    """A folder named on macOS (NFD) cannot be written in a cp949 CSV: that row is rejected,
+    saying why; every other row is published."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "train/images/000009_홍길동_Asian_30")
+    s3.client().put_object(Bucket=bucket, Key=f"raw/{nfd}/normal.jpg", Body=store.get(bucket, f"raw/{PERSON}/normal.jpg"))
+    rows = store.get(bucket, "raw/train_data.csv").decode() + unicodedata.normalize("NFC", nfd) + "/normal.jpg\n"
+    s3.client().put_object(Bucket=bucket, Key="raw/train_data.csv", Body=rows.encode("cp949"))
+    p = params(bucket, csv_encoding="cp949")
+    run(store, p)
+    (refused,) = [r for r in rejects(store, bucket, p) if "홍길동" in r["path"]]
+    assert "cannot be written in cp949: publish the CSVs in utf-8" in refused["reason"]
+    assert len(store.get(bucket, "out/train_face.csv").decode("cp949").splitlines()) == 1 + 14
