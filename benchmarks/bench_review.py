@@ -116,7 +116,7 @@ def measure(n: int, before_max: int) -> dict[str, float | None]:
 
         def first_page():
             service._snapshots.clear()
-            service._manifests.clear()
+            service._reviews.clear()
             service._decision_objects.clear()
             service.items(run, store)
 
