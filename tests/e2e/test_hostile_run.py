@@ -43,7 +43,7 @@ def runs(tmp_path_factory):
         files[f"{PERSON}/mask5.jpg"] = files[f"{PERSON}/mask5.jpg"] + b"\0" * 1_200_000  # over max_photo_megabytes 1
         files["test_data.csv"] = (files["test_data.csv"].decode() + "".join(
             f"{unicodedata.normalize('NFC', NFD)}/{cls}.jpg\n" for cls in ("mask1", "normal"))
-        ).replace("\n", "\r\n").encode()
+        ).replace("\n", "\r\n").encode("cp949")  # the run reads every CSV as CP949
         korean = list(csv.reader(io.StringIO(files["train_data.csv"].decode())))
         korean[0].append("메모")
         for row in korean[1:]:
@@ -122,7 +122,7 @@ def test_no_raw_object_was_touched_and_the_hidden_csv_was_skipped(runs):
 
 
 def test_a_csv_naming_photos_in_another_unicode_normalisation_points_at_their_faces_in_its_line_endings(runs):
-    published = runs["bodies"][PREFIX + "test_face.csv"].decode()
+    published = runs["bodies"][PREFIX + "test_face.csv"].decode("cp949")
     faces = [f"{NFD.replace('/images/', '/faces/')}/{cls}.jpg" for cls in ("mask1", "normal")]
     assert all(f"{face}\r\n" in published for face in faces)  # the faces' own keys
     assert all(PREFIX + face in runs["bodies"] for face in faces)
