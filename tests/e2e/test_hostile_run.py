@@ -121,9 +121,15 @@ def test_no_raw_object_was_touched_and_the_hidden_csv_was_skipped(runs):
     assert "._train_data.csv" in plan["skipped_hidden"] and plan["refused"] == 2
 
 
-def test_a_csv_naming_photos_in_another_unicode_normalisation_points_at_their_faces_in_its_line_endings(runs):
-    published = runs["bodies"][PREFIX + "test_face.csv"].decode("cp949")
-    faces = [f"{NFD.replace('/images/', '/faces/')}/{cls}.jpg" for cls in ("mask1", "normal")]
-    assert all(f"{face}\r\n" in published for face in faces)  # the faces' own keys
-    assert all(PREFIX + face in runs["bodies"] for face in faces)
-    assert published.count("\r\n") == published.count("\n")  # Windows line endings kept
+def test_a_csv_naming_nfd_photos_in_nfc_rejects_the_rows_cp949_cannot_hold_and_keeps_its_line_endings(runs):
+    """The CSV (CP949, NFC, as Excel writes) names photos macOS uploaded in NFD: each finds its
+    photo, but its face's key is NFD jamo, which CP949 cannot write, so the row goes to rejects
+    with the fix instead of vanishing or pointing at a key that does not exist."""
+    bodies = runs["bodies"]
+    published = bodies[PREFIX + "test_face.csv"].decode("cp949")
+    assert "홍길동" not in published and published.count("\r\n") == published.count("\n") >= 3  # Windows endings kept
+    (rejects_key,) = [k for k in bodies if k.endswith("/rejects.csv")]
+    rejected = [r for r in csv.DictReader(io.StringIO(bodies[rejects_key].decode())) if r["csv"].endswith("/test_data.csv")]
+    assert sorted(r["path"] for r in rejected) == [f"{unicodedata.normalize('NFC', NFD)}/{c}.jpg" for c in ("mask1", "normal")]
+    assert all("cannot be written in cp949: publish the CSVs in utf-8" in r["reason"] for r in rejected)
+    assert all(PREFIX + NFD.replace("/images/", "/faces/") + f"/{c}.jpg" in bodies for c in ("mask1", "normal"))
