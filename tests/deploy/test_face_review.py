@@ -55,6 +55,7 @@ def test_the_review_api_refuses_anyone_not_logged_in(stack):
 
 
 def test_a_reviewer_fixes_two_crops_in_the_ui_and_the_next_run_applies_exactly_those(stack, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -73,9 +74,13 @@ def test_a_reviewer_fixes_two_crops_in_the_ui_and_the_next_run_applies_exactly_t
     Select(wait.until(ec.presence_of_element_located((By.ID, "run")))).select_by_value(first)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".tile img"))
     Select(browser.find_element(By.ID, "filter-kind")).select_by_visible_text("missed")
-    tiles = browser.find_elements(By.CSS_SELECTOR, ".tile")
-    missed = [t.get_attribute("data-source") for t in tiles]
-    assert missed and set(missed) == {k for k, r in before.items() if r.status == "fallback"}
+    fallback = {k for k, r in before.items() if r.status == "fallback"}
+
+    def shown(d):  # the server filters: the tiles are redrawn when its page arrives
+        sources = [t.get_attribute("data-source") for t in d.find_elements(By.CSS_SELECTOR, ".tile")]
+        return set(sources) == fallback and sources
+
+    missed = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException]).until(shown)
     redrawn = missed[0]
 
     # Redraw the face box of a photo MTCNN missed: drag on the photo, save.
@@ -92,8 +97,10 @@ def test_a_reviewer_fixes_two_crops_in_the_ui_and_the_next_run_applies_exactly_t
 
     # Mark another photo as having no usable face.
     Select(browser.find_element(By.ID, "filter-kind")).select_by_visible_text("all")
-    excluded = next(t.get_attribute("data-source") for t in browser.find_elements(By.CSS_SELECTOR, ".tile")
-                    if t.get_attribute("data-source") != redrawn and t.get_attribute("data-source").startswith("train/"))
+    everything = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: (s := [t.get_attribute("data-source") for t in d.find_elements(By.CSS_SELECTOR, ".tile")])
+        and not set(s) <= fallback and s)  # the least confident detections too, once the page arrives
+    excluded = next(s for s in everything if s != redrawn and s.startswith("train/"))
     browser.find_element(By.CSS_SELECTOR, f".tile[data-source='{excluded}']").click()
     wait.until(ec.element_to_be_clickable((By.ID, "no-face"))).click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "saved: no usable face by reviewer"))
@@ -141,7 +148,8 @@ def test_the_review_api_answers_abuse_with_clear_refusals_and_frames_only_in_air
     assert page.headers["x-frame-options"] == "SAMEORIGIN" and "frame-ancestors 'self'" in page.headers["content-security-policy"]
     prefix = "abuse/"
     run_id = run_to_end(stack, {"dest_uri": f"s3://{BUCKET}/{prefix}"})
-    photo = next(iter(rows_of(stack, prefix, run_id)))
+    # a photo the page shows (a miss): only those can be looked at or decided on
+    photo = next(k for k, r in rows_of(stack, prefix, run_id).items() if r.status == "fallback")
     answer = client.post(f"/facecrop/api/runs/{run_id}/corrections", json={"source": photo, "decision": "box",
                                                                            "box": [True, True, 300, 400]})
     assert answer.status_code == 422 and "four numbers" in answer.json()["detail"]
