@@ -9,6 +9,7 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
     operators              ReviewGate: Airflow's approval operator, asking only over the limits
     tasks/                 the DAG's task bodies, one module per task
       plan                 params checked, the dataset listed, CSVs checked, shard lists written
+      tables               listing, manifests and faces into disk tables; rows streamed back out
       crop                 crop_shard: a shard pulled, cropped, uploaded; its manifest last (ShardCrop)
       gate                 needs_review: what the review gate asks a person
       publish              the manifest, the CSVs pointed at the faces, stale faces removed, the index
@@ -20,13 +21,16 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
       app                  the page and its API, every route behind an Airflow login
       service              a run's doubtful crops, its photos, reviewers' decisions, via S3
     run_store              facecrop's own objects (plans, shard lists, rows, index, decisions) read and written
-    s3io                   S3 through an Airflow connection: listing, transfers, refusals
+    s3io                   S3 through an Airflow connection: paged listing, streamed transfers, refusals
+    spill                  tables too big for memory, in SQLite on the worker's disk
     vision/
       processor            photos in, faces and manifest rows out (worker processes, chunks)
       detector             MTCNN over many photos: device, batching by size, one answer each
       mtcnn_fast           facenet's detect, exactly, faster (pyramid and crops by integrals)
       imaging              decode photos, cut, resize and encode faces, thumbnails
       matching             where MTCNN missed: the sitting's upper face found by template matching
+      yunet                where MTCNN missed: the shipped YuNet model run through OpenCV
+      second_detector      where MTCNN missed: which YuNet face to take, in MTCNN's geometry (pure)
       rescue               where MTCNN missed: which template placement, second pass or sibling box (pure)
       geometry             boxes: padding and clamping, the centre box, IoU (pure)
     reporting/
@@ -54,6 +58,7 @@ Module map (layers import downward only; `pyproject.toml` holds the rules, the t
       csv_rewrite          a dataset CSV pointed at the faces; rejected rows and why
       incremental          which photos the last run's faces still serve
       corrections          reviewers' decisions: the latest per photo, applied while its ETag holds
+      review_items         the run's doubtful crops for the review page, chosen and paged once
 """
 
 from importlib.metadata import PackageNotFoundError, version
