@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line, apart so tests/test_docs.py can check documented commands against it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000", help="photo counts, comma-separated")
+    parser.add_argument("--until", choices=STEPS, default=STEPS[-1], help="the last step to run (those before it run too)")
     parser.add_argument("--step", help=argparse.SUPPRESS)  # a child process: run one step
     return parser
 
@@ -176,7 +177,7 @@ def _peak_rss_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
-def measure(n: int) -> dict[str, dict[str, float]]:
+def measure(n: int, steps: tuple[str, ...] = STEPS) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with moto_server() as s3:
         s3.client().create_bucket(Bucket=BUCKET)
@@ -184,7 +185,7 @@ def measure(n: int) -> dict[str, dict[str, float]]:
         dataset(n)
         print(f"{n:,} photos put in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         env = {**os.environ, **s3.airflow_connection_env()}
-        for step in STEPS:
+        for step in steps:
             run_id = "second" if "rerun" in step else "first"
             server0 = _own_cpu()
             child = subprocess.run([sys.executable, __file__, "--step",
@@ -207,7 +208,10 @@ def _own_cpu() -> float:
 
 
 def _exponent(sizes: list[int], values: list[float]) -> float:
-    return math.log(values[-1] / values[0]) / math.log(sizes[-1] / sizes[0]) if values[0] > 0 and sizes[-1] > sizes[0] else math.nan
+    """Growth over the last step of sizes (the largest decade is what extrapolates to 10M)."""
+    if len(sizes) < 2 or values[-2] <= 0:
+        return math.nan
+    return math.log(values[-1] / values[-2]) / math.log(sizes[-1] / sizes[-2])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _sorted_listing()
     sizes = [int(s) for s in args.sizes.split(",")]
-    results = {n: measure(n) for n in sizes}
+    steps = STEPS[:STEPS.index(args.until) + 1]
+    results = {n: measure(n, steps) for n in sizes}
     print(f"\n{'step':<16}" + "".join(f"{f'{n:,} photos':>22}" for n in sizes) + f"{'time exp.':>11}{'RSS exp.':>10}"
           f"{'10M (extrapolated)':>22}")
-    for step in STEPS:
+    for step in steps:
         cells = "".join(f"{results[n][step]['seconds']:>9.1f} s {results[n][step]['rss_mb']:>7.0f} MB" for n in sizes)
         time_exp = _exponent(sizes, [results[n][step]["cpu"] for n in sizes])
         rss_exp = _exponent(sizes, [results[n][step]["rss_mb"] for n in sizes])
@@ -229,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         ten_m = f"{last['seconds'] * factor ** time_exp / 60:>9.1f} min {last['rss_mb'] * factor ** rss_exp:>6.0f} MB"
         print(f"{step:<16}{cells}{time_exp:>11.2f}{rss_exp:>10.2f}{ten_m:>22}")
     print("\nCPU seconds of the task (its own process) and of the S3 server (moto, here) per step:")
-    for step in STEPS:
+    for step in steps:
         print(f"{step:<16}" + "".join(f"{results[n][step]['cpu']:>10.1f} / {results[n][step]['server_cpu']:>7.1f}"
                                       for n in sizes))
     print("time: wall seconds of the task body; exponents: growth of the task's CPU seconds and peak RSS from the "
-          "smallest to the largest size; 10M: the largest size's figures grown by those exponents")
+          "next-to-largest to the largest size; 10M: the largest size's figures grown by those exponents")
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 BATCH = 10_000  # rows a bulk insert hands SQLite at once
-CACHE_KIB = 64 * 1024  # SQLite's page cache: what the tables may hold in memory
+CACHE_KIB = 16 * 1024  # SQLite's page cache, and each sorter's in-memory buffer: what the tables may hold in memory
 
 
 class Spill:
