@@ -1,15 +1,19 @@
 """Library vs. the notebook's loop, on the same generated portraits, in one run.
 
     .venv/bin/python benchmarks/bench_crop.py [--photos 96] [--device cpu|cuda] [--scale 500,2000]
+    .venv/bin/python benchmarks/bench_crop.py --hard --photos 504 --stages 140 --whole-process 3
 
-The reference is the notebook's loop exactly (one photo at a time: cv2.imread, BGR->RGB,
-facenet's MTCNN(keep_all=True).detect, pad/clamp, crop, resize, cv2.imwrite), with its
-MTCNN built before the clock starts. The library runs `crop_photos`, the code path of the
-CLI and the DAG, reading and writing the same files, its process start-up included.
-Prints images/s of each, the ratio, peak memory, and how many crop boxes differ; then the
-speed and changed boxes at min_face_size 40 and 80. `--scale` runs the library alone on each
-count in a fresh process and prints photos/s and peak RSS side by side, so a regression in how
-cost grows shows at a glance. Each run ends with a `RESULT {json}` line for scripts.
+The reference is the notebook's loop exactly (notebook_loop.py: one photo at a time), with
+its MTCNN built before the clock starts. The library runs `crop_photos`, the code path of the
+CLI and the DAG, reading and writing the same files. Prints images/s of each, the ratio, peak
+memory, and how many crop boxes differ; then the speed and changed boxes at min_face_size 40
+and 80. `--hard` swaps the clean portraits for real faces 100-180 px wide in cluttered,
+streaked rooms (where P-Net proposes several times more candidates); `--stages N` prints the
+milliseconds of each MTCNN stage and the candidates per stage of both engines on N photos;
+`--whole-process PAIRS` runs the loop script and `facecrop crop` as a user does, start-up
+included, and each on one photo (its start-up). `--scale` runs the library alone on each
+count in a fresh process and prints photos/s and peak RSS side by side. Runs end with a
+`RESULT {json}` line for scripts.
 """
 
 from __future__ import annotations
@@ -25,51 +29,32 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from facecrop_dev import samples  # noqa: E402
+import mtcnn_stages  # noqa: E402
+import notebook_loop  # noqa: E402
+from facecrop_dev import cluttered, samples  # noqa: E402
 from facecrop_ops.config.crop import Settings  # noqa: E402
 from facecrop_ops.dataset.naming import CLASSES  # noqa: E402
 from facecrop_ops.vision.processor import Photo, crop_photos, plan_workers  # noqa: E402
 
 
-def make_photos(folder: Path, count: int) -> list[str]:
+def make_photos(folder: Path, count: int, hard: bool = False) -> list[str]:
+    """The generated portraits (a clean wall, one face of ~150 px), or with `hard` real faces
+    100-180 px wide in cluttered, textured, streaked rooms (facecrop_dev.cluttered)."""
     names = []
     for i in range(count):
-        cls = CLASSES[i % len(CLASSES)]
-        rel = f"train/images/{i // 7:06d}_female_Asian_30/{cls}.jpg"
+        if hard:
+            rel, data = cluttered.photo(i)
+        else:
+            cls = CLASSES[i % len(CLASSES)]
+            rel = f"train/images/{i // 7:06d}_female_Asian_30/{cls}.jpg"
+            data = samples.encode(samples.portrait(i, mask=samples.class_mask(cls)).rgb)
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(samples.encode(samples.portrait(i, mask=samples.class_mask(cls)).rgb))
+        path.write_bytes(data)
         names.append(rel)
     return names
-
-
-def reference_loop(src: Path, dst: Path, names: list[str], device: str) -> tuple[float, dict[str, tuple]]:
-    """The notebook's loop (with its hard-coded 384 x 512 clamp replaced by the photo's size,
-    which is the same on these photos)."""
-    import cv2
-    import torch
-    from facenet_pytorch import MTCNN
-
-    mtcnn = MTCNN(keep_all=True, device=torch.device(device))
-    boxes = {}
-    start = time.perf_counter()
-    for rel in names:
-        img = cv2.imread(str(src / rel))
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        found, _ = mtcnn.detect(img)
-        h, w = img.shape[:2]
-        if found is not None:
-            x1, y1, x2, y2 = map(int, found[0])
-            x1, y1, x2, y2 = max(0, x1 - 30), max(0, y1 - 60), min(w, x2 + 30), min(h, y2 + 30)
-        else:
-            x1, y1, x2, y2 = 64, 86, 320, 426
-        face = cv2.resize(img[y1:y2, x1:x2], (210, 280), interpolation=cv2.INTER_AREA)
-        out = dst / rel.replace("/images/", "/faces/")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
-        boxes[rel] = (x1, y1, x2, y2)
-    return time.perf_counter() - start, boxes
 
 
 def library_run(src: Path, dst: Path, names: list[str], settings: Settings) -> tuple[float, dict[str, tuple]]:
@@ -128,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=0, help="library processes (0 = auto)")
     parser.add_argument("--skip-min-face", action="store_true", help="skip the min_face_size 40/80 runs")
     parser.add_argument("--scale", help="photo counts for the library alone, e.g. 500,2000")
+    parser.add_argument("--hard", action="store_true", help="real faces 100-180 px in cluttered, streaked rooms")
+    parser.add_argument("--stages", type=int, default=0, metavar="N",
+                        help="time each MTCNN stage of both engines on the first N photos (one thread)")
+    parser.add_argument("--whole-process", type=int, default=0, metavar="PAIRS",
+                        help="also run the loop script and `facecrop crop` as processes, PAIRS interleaved pairs")
+    parser.add_argument("--under-load", action="store_true",
+                        help="also run both with one busy process per core beside them (a shared worker)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     return parser
 
@@ -146,13 +138,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         src = tmp_path / "src"
-        names = make_photos(src, args.photos)
+        names = make_photos(src, args.photos, args.hard)
         settings = Settings(device=args.device, workers=args.workers)
-        print(f"{len(names)} portraits 384x512, device {args.device}, torch {torch.__version__}, "
+        print(f"{len(names)} {'cluttered (--hard)' if args.hard else 'clean'} portraits 384x512, device {args.device}, torch {torch.__version__}, "
               f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
               f"library workers {plan_workers(settings, len(names))}")
 
-        ref_s, ref_boxes = reference_loop(src, tmp_path / "ref", names, args.device)
+        ref_s, ref_boxes = notebook_loop.loop(src, tmp_path / "ref", names, args.device)
         ref_rss = peak_mb(resource.RUSAGE_SELF)
         lib_s, lib_boxes = library_run(src, tmp_path / "lib", names, settings)
         differ, worst = compare(ref_boxes, lib_boxes)
@@ -178,6 +170,81 @@ def main() -> None:
                 differ, worst = compare(ref_boxes, boxes)
                 print(f"min_face_size {size}: {n / secs:6.1f} images/s ({ref_s / secs:.2f}x the reference), "
                       f"{differ}/{n} crop boxes changed (largest {worst} px)")
+        if args.stages:
+            stage_table(src, names[:args.stages])
+        if args.whole_process:
+            whole_process(src, tmp_path, args.whole_process)
+        if args.under_load:
+            under_load(src, tmp_path, names[:96], settings, ref_s / n, lib_s / n)
+
+
+def stage_table(src: Path, names: list[str]) -> None:
+    """Milliseconds a photo in each MTCNN stage and candidates per stage, both engines, one
+    torch thread each (as each library worker runs)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    jpegs = [(src / rel).read_bytes() for rel in names]
+    results = {engine: mtcnn_stages.profile(engine, jpegs) for engine in ("facenet", "fast")}
+    torch.set_num_threads(threads)
+    print(f"\nper stage, {len(names)} photos, one thread, in-process:")
+    print(mtcnn_stages.table(results, len(names)))
+
+
+def under_load(src: Path, tmp: Path, names: list[str], settings: Settings, loop_idle: float, lib_idle: float) -> None:
+    """Both again while one busy process per core competes for the CPU, as on a shared worker:
+    torch's intra-op threads wait for each other at every layer, one thread per process does not."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        loop_s, _ = notebook_loop.loop(src, tmp / "loaded-ref", names)
+        lib_s, _ = library_run(src, tmp / "loaded-lib", names, settings)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    n = len(names)
+    print(f"\nunder load ({len(busy)} busy processes, {n} photos), ms a photo: notebook loop {loop_idle * 1000:.0f} idle -> "
+          f"{loop_s / n * 1000:.0f} loaded ({loop_s / n / loop_idle:.1f}x slower); library {lib_idle * 1000:.0f} -> "
+          f"{lib_s / n * 1000:.0f} ({lib_s / n / lib_idle:.1f}x slower)")
+
+
+def _run(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a command, its children included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def whole_process(src: Path, tmp: Path, pairs: int) -> None:
+    """As users run them, start-up included: the notebook's loop as a script (torch's default
+    threads) and `facecrop crop` (defaults), interleaved pairs so drift hits both; then each
+    on one photo, which is its start-up cost."""
+    facecrop = str(Path(sys.executable).with_name("facecrop"))
+    commands = {"notebook loop": lambda s, d: [sys.executable, notebook_loop.__file__, str(s), str(d)],
+                "facecrop crop": lambda s, d: [facecrop, "crop", str(s), str(d)]}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for i in range(pairs):
+        for name, cmd in commands.items():
+            times[name].append(_run(cmd(src, tmp / f"whole-{i}-{name.replace(' ', '-')}")))
+    one = tmp / "one"
+    first = next(src.rglob("*.jpg"))
+    (one / first.relative_to(src)).parent.mkdir(parents=True)
+    (one / first.relative_to(src)).write_bytes(first.read_bytes())
+    startup = {name: _run(cmd(one, tmp / f"one-{name.replace(' ', '-')}"))[0] for name, cmd in commands.items()}
+    n = sum(1 for _ in src.rglob("*.jpg"))
+    median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    print(f"\nwhole process, {n} photos, median of {pairs} interleaved pairs:")
+    print(f"{'':<15}{'wall s':>8}{'CPU s':>8}{'photos/s':>10}{'1 photo (start-up)':>21}")
+    for name, (wall, cpu) in median.items():
+        print(f"{name:<15}{wall:>8.1f}{cpu:>8.1f}{n / wall:>10.1f}{startup[name]:>19.1f} s")
+    ratio = median["notebook loop"][0] / median["facecrop crop"][0]
+    print(f"speed-up, whole process: {ratio:.2f}x wall, {median['notebook loop'][1] / median['facecrop crop'][1]:.2f}x CPU")
+    print("RESULT " + json.dumps({"whole_process": {k: {"wall": w, "cpu": c} for k, (w, c) in median.items()},
+                                  "startup": startup, "speedup": ratio}))
 
 
 if __name__ == "__main__":
