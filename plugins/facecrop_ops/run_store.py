@@ -86,10 +86,6 @@ class RunStore:
     def write_rows(self, bucket: str, key: str, rows: Iterable[ManifestRow]) -> None:
         self.s3.put_text(bucket, key, manifest.dumps(rows))
 
-    def run_rows(self, folder: RunFolder, plan: PlanDoc) -> list[ManifestRow]:
-        """Every photo's row of a planned run, held (small runs: tests, the CLI's size)."""
-        return [row for part in self.run_row_parts(folder, plan) for row in part]
-
     def run_row_parts(self, folder: RunFolder, plan: PlanDoc) -> list[Iterator[ManifestRow]]:
         """Every photo's row of a planned run, as streams: reused from the last run, refused or
         excluded by the plan, cropped by each shard. Raises ShardMissing, before anything is

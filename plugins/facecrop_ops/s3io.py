@@ -159,11 +159,6 @@ class S3Store:
         of any size is written without being held; it is there once the stream is closed."""
         return MultipartWriter(self, bucket, key, content_type, metadata)
 
-    def read_all(self, loc: S3Location, suffix: str = "", what: str = "dest_uri") -> list[bytes]:
-        """Every object under the location whose key ends with `suffix` (small ones: records)."""
-        keys = [k for k in self.list(loc, what) if k.endswith(suffix)]
-        return [data for _, data in self.get_many(loc.bucket, keys) if data]
-
     def get(self, bucket: str, key: str) -> bytes:
         with _refusals_are_final(bucket, "the run's URIs"):
             return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -352,6 +347,7 @@ class MultipartWriter(io.RawIOBase):
             self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     def close(self) -> None:
+        """Finish the object; if that fails, abort the upload (no parts left behind) and raise."""
         if self.closed:
             return
         try:
@@ -363,16 +359,26 @@ class MultipartWriter(io.RawIOBase):
                 with _refusals_are_final(self.bucket, "dest_uri"):
                     self.store.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                                                                 MultipartUpload={"Parts": self.parts})
-        finally:
-            self.buffer = bytearray()
-            super().close()
+        except BaseException:
+            self.abort()
+            raise
+        self.buffer = bytearray()
+        super().close()
 
     def abort(self) -> None:
         """Give up: nothing of this object is written."""
-        if self.upload_id is not None:
-            self.store.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        if self.closed:
+            return
         self.buffer = bytearray()
         super().close()
+        if self.upload_id is not None:
+            self.store.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+    def __del__(self) -> None:
+        """A writer dropped without `with`, close() or abort() was not finished by its owner:
+        abort it (io's default would complete it, publishing whatever was buffered)."""
+        if not self.closed:
+            self.abort()
 
     def __exit__(self, kind: Any, value: Any, trace: Any) -> None:
         if kind is None:

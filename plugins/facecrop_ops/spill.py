@@ -24,9 +24,13 @@ class Spill:
 
     def __init__(self, directory: str | None = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="facecrop-", dir=directory))
-        self.db = sqlite3.connect(self.folder / "tables.sqlite", isolation_level=None)
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", f"cache_size = -{CACHE_KIB}"):
-            self.db.execute(f"PRAGMA {pragma}")
+        try:
+            self.db = sqlite3.connect(self.folder / "tables.sqlite", isolation_level=None)
+            for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", f"cache_size = -{CACHE_KIB}"):
+                self.db.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
 
     def __enter__(self) -> Spill:
         return self
@@ -35,14 +39,17 @@ class Spill:
         self.close()
 
     def close(self) -> None:
-        self.db.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.db.close()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.db.execute(sql, params)
 
     def insert(self, table: str, rows: Iterable[Sequence[Any]]) -> int:
-        """Rows appended in batches inside transactions; returns how many."""
+        """Rows appended in batches inside transactions (a key already there is replaced);
+        returns how many were given."""
         count, batch = 0, []
         for row in rows:
             batch.append(row)
@@ -54,7 +61,11 @@ class Spill:
     def _flush(self, table: str, batch: list[Sequence[Any]]) -> int:
         marks = ", ".join("?" * len(batch[0]))
         self.db.execute("BEGIN")
-        self.db.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
+        try:  # a key seen twice keeps its last row, as a dict would (a hand-edited manifest may repeat one)
+            self.db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", batch)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         self.db.execute("COMMIT")
         return len(batch)
 

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from unittest import mock
 
 import pytest
 
@@ -141,4 +142,19 @@ def test_a_writer_streams_an_object_in_parts_and_a_failed_write_leaves_none(s3):
             out.write(chunk)
         raise RuntimeError("boom")
     assert store.open(BUCKET, "half.csv") is None
+    assert not s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+    # Completing fails (S3 refuses it): the upload is aborted, no part is left behind.
+    writer = store.writer(BUCKET, "unfinished.csv", "text/csv")
+    for _ in range(PART_BYTES // len(chunk) + 1):
+        writer.write(chunk)
+    with mock.patch.object(store.client, "complete_multipart_upload", side_effect=RuntimeError("refused")), \
+            pytest.raises(RuntimeError, match="refused"):
+        writer.close()
+    # A writer dropped unfinished is aborted, never completed with what it held.
+    dropped = store.writer(BUCKET, "dropped.csv", "text/csv")
+    for _ in range(PART_BYTES // len(chunk) + 1):
+        dropped.write(chunk)
+    del dropped
+    assert store.open(BUCKET, "unfinished.csv") is None and store.open(BUCKET, "dropped.csv") is None
     assert not s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads")

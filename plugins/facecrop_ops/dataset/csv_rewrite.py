@@ -74,10 +74,6 @@ def encode(text: str, encoding: str, bom: bool, csv_name: str) -> bytes:
                        "hold: choose a dest_uri in plain ASCII") from None
 
 
-def header_of(text: str) -> list[str]:
-    return next(csv.reader(io.StringIO(text.lstrip(BOM))), [])
-
-
 def check_path_column(header: Sequence[str], path_column: str, csv_name: str) -> None:
     if path_column not in header:
         raise CsvError(

@@ -8,12 +8,13 @@ reachable by anyone not logged in (no credentials or presigned URLs leave the se
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -80,7 +81,10 @@ def find_run(run_id: str) -> Run:
 
 _stores: dict[str, S3Store] = {}
 _reviews: dict[str, tuple[float, Any]] = {}  # run folder URI -> (read at, _Review)
-_pages: OrderedDict[tuple[str, int], list[dict[str, Any]]] = OrderedDict()  # review pages never change
+# Pages of an index as it was loaded: the review gate writes a run's review/ and publish writes
+# it again (a cleared run that plans again too), so pages are cached under their index's load.
+_pages: OrderedDict[tuple[str, int, int], list[dict[str, Any]]] = OrderedDict()
+_loads = itertools.count()
 _snapshots: dict[str, tuple[str, corrections.Snapshot]] = {}  # dest URI -> (its ETag, decisions' snapshot)
 _decision_objects: OrderedDict[str, bytes] = OrderedDict()  # key -> bytes: decision objects never change
 _lock = threading.Lock()
@@ -124,6 +128,7 @@ class _Review:
     pages: list[list[dict[str, Any]]] | None  # a run of an earlier version: its items, in memory
     stale: list[dict[str, str]]
     stale_count: int
+    load: int = field(default_factory=lambda: next(_loads))  # which load of the index the pages belong to
 
 
 def _review(run: Run, store: S3Store) -> _Review:
@@ -166,7 +171,7 @@ def _items_of(rows: list[ManifestRow]) -> tuple[ReviewIndex, list[list[dict[str,
 def _page(run: Run, store: S3Store, review: _Review, number: int) -> list[dict[str, Any]]:
     if review.pages is not None:
         return review.pages[number]
-    key = (review.folder.uri, number)
+    key = (review.folder.uri, review.load, number)
     with _lock:
         cached = _pages.get(key)
     if cached is None:

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from facecrop_ops.config.run import ParamsError, RunParams, parse
-from facecrop_ops.dataset.manifest import ManifestRow
-from facecrop_ops.dataset.run_folder import PlanDoc, RunFolder
-from facecrop_ops.run_store import RunStore, ShardMissing
+from facecrop_ops.dataset.run_folder import RunFolder
+from facecrop_ops.run_store import RunStore
 from facecrop_ops.s3io import S3Store, StorageError, client_for
 
 
@@ -56,11 +55,3 @@ def run_context(params: Mapping[str, Any], run_id: str, store: S3Store) -> RunCo
     rp = parse(params)
     files = RunStore(store, rp.dest)
     return RunContext(rp, run_id, store, files, files.run(run_id))
-
-
-def run_rows(ctx: RunContext, plan: PlanDoc) -> list[ManifestRow]:
-    """Every photo's row of the run; a shard that has not finished ends the task."""
-    try:
-        return ctx.files.run_rows(ctx.folder, plan)
-    except ShardMissing as exc:
-        raise RunError(str(exc)) from None

@@ -7,6 +7,7 @@ write the shard lists of the others. Errors a user can fix stop the run here.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import itertools
 import json
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from facecrop_ops import spill
 from facecrop_ops.config.run import ParamsError, RunParams
 from facecrop_ops.dataset import corrections, csv_rewrite, incremental, manifest
 from facecrop_ops.dataset.codes import Decision, Method, Reason, Status
@@ -58,9 +60,11 @@ def _plan(ctx: RunContext, db: Spill) -> list[dict[str, Any]]:
     _check_csvs(ctx, csv_uris, index)
     aside = _left_out(ctx, db)
     decided = ctx.files.compact(datetime.now(timezone.utc))
-    etag_of = {source: etag for source in decided.latest
-               if (etag := db.value("SELECT etag FROM photos WHERE source = ? AND aside IS NULL", (source,)))}
-    active, stale = corrections.applicable(decided.latest, etag_of)
+    photo_of = {source: row for source in decided.latest
+                if (row := next(db.rows("SELECT etag, aside IS NOT NULL FROM photos WHERE source = ?", (source,)), None))}
+    etag_of = {source: etag for source, (etag, _) in photo_of.items()}
+    active, stale = corrections.applicable(decided.latest, etag_of)  # stale ones reported, set aside or not
+    active = {k: c for k, c in active.items() if not photo_of[k][1]}  # refused or too large: not cropped at all
     manual = {k: c for k, c in active.items() if c.decision == Decision.BOX}
     excluded = {k: c for k, c in active.items() if c.decision == Decision.NO_FACE}
     for k, c in excluded.items():
@@ -184,9 +188,10 @@ def _check_csvs(ctx: RunContext, csv_uris: list[str], index: IndexDoc | None) ->
         body = store.open(bucket, key)
         if body is None:
             raise RunError(f"CSV {uri} does not exist: fix csv_uris (or leave it empty for every *.csv under source_uri)")
-        text = csv_rewrite.decoded(tables.chunks(body), rp.csv_encoding, uri)
-        header = csv_rewrite.header_of("".join(itertools.islice(csv_rewrite.lines(text), 1)))
-        for _ in text:  # every byte must be text in csv_encoding: the publish reads it all
+        lines = csv_rewrite.lines(csv_rewrite.decoded(tables.chunks(body), rp.csv_encoding, uri))
+        first = next(lines, "").lstrip(csv_rewrite.BOM)
+        header = next(csv.reader(itertools.chain([first], lines)), [])  # a quoted header cell may span lines
+        for _ in lines:  # every byte must be text in csv_encoding: the publish reads it all
             pass
         if not header:
             raise RunError(f"CSV {uri} is empty (0 bytes): fix the file, or list the CSVs to rewrite in csv_uris")
@@ -283,7 +288,7 @@ def _decide(db: Spill, rp: RunParams, last: LastRun, manual: Mapping[str, str]) 
 
     for group in groups():
         flush_group(group)
-        if len(todo_rows) >= BATCH or len(decided_rows) >= BATCH:
+        if len(todo_rows) >= spill.BATCH or len(decided_rows) >= spill.BATCH:
             db.insert("todo", todo_rows)
             db.insert("decided", decided_rows)
             todo_rows, decided_rows = [], []
@@ -292,8 +297,6 @@ def _decide(db: Spill, rp: RunParams, last: LastRun, manual: Mapping[str, str]) 
     db.execute("CREATE INDEX decided_kind ON decided (kind, source)")
     return counts
 
-
-BATCH = 10_000
 
 
 def _shards(db: Spill, rp: RunParams, manual: Mapping[str, corrections.Correction],

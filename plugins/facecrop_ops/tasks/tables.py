@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from facecrop_ops import spill
 from facecrop_ops.dataset import manifest, review_items
 from facecrop_ops.dataset.codes import Method, Reason, Status
 from facecrop_ops.dataset.locations import FACES, IMAGES, S3Location
@@ -51,9 +52,21 @@ def walk(store: S3Store, source: S3Location) -> Iterator[S3Object]:
             continue
         subs, _ = store.folders(loc, "source_uri")  # files beside the images folders are no photos
         if len(subs) > WIDE:
-            yield from (o for o in store.iter_objects(loc, "source_uri") if f"/{FACES}/" not in o.key)
+            yield from (o for o in store.iter_objects(loc, "source_uri") if _walked(o.key[len(prefix):]))
         else:
             todo.extend(subs)
+
+
+def _walked(rest: str) -> bool:
+    """Whether the folder-by-folder walk would reach a key (given below the listed prefix): it
+    lies under an images folder with no faces or facecrop folder above that. A folder listed
+    whole yields exactly what walking it would."""
+    for part in rest.split("/")[:-1]:
+        if part == IMAGES:
+            return True
+        if part in (FACES, FACECROP_DIR):
+            return False
+    return False
 
 
 @dataclass
@@ -144,7 +157,7 @@ def load_run_rows(db: Spill, parts: Iterator[Iterator[ManifestRow]]) -> Iterator
         for row in part:
             batch.append((row.source, unicodedata.normalize("NFC", row.source), manifest.line(row), str(row.status),
                           str(row.reason), row.error, row.photo_class, row.output, str(row.method)))
-            if len(batch) >= 10_000:
+            if len(batch) >= spill.BATCH:
                 db.insert("rows", batch)
                 batch = []
             yield row

@@ -83,6 +83,17 @@ def test_an_empty_csv_is_named(store, bucket, s3):
         tasks.plan(params(bucket), RUN, store)
 
 
+def test_a_header_cell_quoted_across_lines_is_read_whole(store, bucket, s3):
+    """Excel quotes a header cell holding a line break: the path column after it is still found."""
+    body = s3.client().get_object(Bucket=bucket, Key="raw/train_data.csv")["Body"].read().decode()
+    header, rest = body.split("\n", 1)
+    s3.client().put_object(Bucket=bucket, Key="raw/train_data.csv", Body=f'"notes\nfrom 2020",{header}\n'.encode()
+                           + "".join(f",{line}\n" for line in rest.splitlines()).encode())
+    assert tasks.plan(params(bucket), RUN, store)
+    with pytest.raises(CsvError, match="has no column 'file'"):
+        tasks.plan(params(bucket, path_column="file"), RUN, store)
+
+
 def test_csvs_given_by_name_and_clashing_published_names(store, bucket, s3):
     refs = tasks.plan(params(bucket, csv_uris=["train_data.csv"]), RUN, store)
     assert json.loads(store.get(bucket, RUN_DIR + "plan.json"))["csv_uris"] == ["train_data.csv"] and refs

@@ -18,14 +18,18 @@ def test_the_walk_lists_photos_and_root_files_but_never_faces_or_facecrops_own_f
                     "raw/train/images/p1/mask1.jpg"]
 
 
-def test_a_very_wide_folder_is_listed_whole_with_the_faces_left_out(s3, store, monkeypatch):
-    monkeypatch.setattr(tables, "WIDE", 2)
+def test_a_very_wide_folder_listed_whole_yields_exactly_what_walking_it_would(s3, store, monkeypatch):
     s3.upload("wide", "raw/", [(f"all/d{i}/images/p/mask1.jpg", b"1") for i in range(4)]
-              + [("all/d0/faces/p/mask1.jpg", b"f")])
+              + [("all/d0/faces/p/mask1.jpg", b"f"), ("all/d1/images/faces/x.jpg", b"nested"),
+                 ("all/d2/_facecrop/runs/r/manifest.csv", b"m"), ("all/d3/notes.txt", b"n")])
+    walked = [o.key for o in tables.walk(store, S3Location("wide", "raw/"))]
+    monkeypatch.setattr(tables, "WIDE", 2)
     listed = []
     monkeypatch.setattr(store, "iter_objects", lambda loc, *a: listed.append(loc.prefix) or type(store).iter_objects(store, loc, *a))
     keys = [o.key for o in tables.walk(store, S3Location("wide", "raw/"))]
-    assert keys == [f"raw/all/d{i}/images/p/mask1.jpg" for i in range(4)] and listed == ["raw/all/"]
+    assert listed == ["raw/all/"]  # one listing, not a walk of every folder
+    assert sorted(keys) == sorted(walked) == sorted([f"raw/all/d{i}/images/p/mask1.jpg" for i in range(4)]
+                                                    + ["raw/all/d1/images/faces/x.jpg"])
 
 
 def test_a_csv_row_finds_its_photo_in_either_unicode_normalisation():
