@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mtcnn_stages  # noqa: E402
 import notebook_loop  # noqa: E402
+
 from facecrop_dev import cluttered, samples  # noqa: E402
 from facecrop_ops.config.crop import Settings  # noqa: E402
 from facecrop_ops.dataset.naming import CLASSES  # noqa: E402
@@ -197,7 +198,7 @@ def under_load(src: Path, tmp: Path, names: list[str], settings: Settings, loop_
     torch's intra-op threads wait for each other at every layer, one thread per process does not."""
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
-        loop_s, _ = notebook_loop.loop(src, tmp / "loaded-ref", names)
+        loop_s, _ = notebook_loop.loop(src, tmp / "loaded-ref", names, settings.device)
         lib_s, _ = library_run(src, tmp / "loaded-lib", names, settings)
     finally:
         for p in busy:

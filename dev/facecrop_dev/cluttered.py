@@ -15,7 +15,18 @@ import dataclasses
 
 import numpy as np
 
-from facecrop_dev.hard_sittings import HEIGHT, MASK_STYLES, SOURCES, WIDTH, _draw_mask, _expose, _jpeg, _place, _transform, _warp_person
+from facecrop_dev.hard_sittings import (
+    HEIGHT,
+    MASK_STYLES,
+    SOURCES,
+    WIDTH,
+    _draw_mask,
+    _expose,
+    _jpeg,
+    _place,
+    _transform,
+    _warp_person,
+)
 from facecrop_ops.dataset.naming import CLASSES
 
 
