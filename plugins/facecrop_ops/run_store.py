@@ -101,10 +101,21 @@ class RunStore:
     def stream_rows(self, bucket: str, key: str) -> Iterator[ManifestRow]:
         """A manifest's rows as they stream in (none when there is no such object: plans of
         older versions wrote no refused.csv)."""
+        yield from self.open_rows(bucket, key) or ()
+
+    def open_rows(self, bucket: str, key: str) -> Iterator[ManifestRow] | None:
+        """A manifest's rows as they stream in; None when there is no such object."""
         body = self.s3.open(bucket, key)
         if body is None:
-            return
-        yield from manifest.iter_rows(io.TextIOWrapper(io.BufferedReader(body), encoding="utf-8", newline=""))
+            return None
+        return manifest.iter_rows(io.TextIOWrapper(io.BufferedReader(body), encoding="utf-8", newline=""))
+
+    def write_lines(self, bucket: str, key: str, lines: Iterable[str]) -> None:
+        """A manifest from rows already written as lines (manifest.line), streamed up."""
+        with self.s3.writer(bucket, key, "text/csv") as out:
+            out.write(manifest.HEADER.encode())
+            for line in lines:
+                out.write(line.encode())
 
     def write_review(self, folder: RunFolder, items: Iterable[dict[str, Any]]) -> ReviewIndex:
         """The run's review items (sorted by photo), in pages, then their index."""
@@ -239,31 +250,30 @@ class RunStore:
 
     # --- tables derived from many objects
 
-    def run_metrics(self) -> set[str]:
-        """The key of every run's metrics.json that exists: the run folders are listed one level
-        deep (not every shard file and review page of every run), then each is asked for."""
+    def run_metrics(self) -> dict[str, bytes]:
+        """Every run's metrics.json that exists, by key: the run folders are listed one level
+        deep (not every shard file and review page of every run), then each is read."""
         prefixes, _ = self.s3.folders(self.dest.runs, "dest_uri")
         keys = [prefix + "metrics.json" for prefix in prefixes]
-        return {key for key, data in self.s3.get_many(self.dest.bucket, keys) if data is not None}
+        return {key: data for key, data in self.s3.get_many(self.dest.bucket, keys) if data is not None}
 
-    def rebuild(self, keys: Callable[[], set[str]], out_key: str,
+    def rebuild(self, objects: Callable[[], dict[str, bytes]], out_key: str,
                 render: Callable[[list[tuple[str, bytes]]], tuple[str, T]], rounds: int = 5) -> T | None:
-        """Write `out_key` (under `dest`) from the objects `keys()` names; `render` turns them
+        """Write `out_key` (under `dest`) from the objects `objects()` reads; `render` turns them
         into (text, a value returned to the caller). After writing, ask again: an object another
         process added meanwhile (its own rebuild may have looked before ours existed) is folded
         in by a new round, so the last write holds every object."""
         seen: set[str] | None = None
         value: T | None = None
         for _ in range(rounds + 1):
-            found_keys = keys()
-            if found_keys == seen:
+            found = objects()
+            if set(found) == seen:
                 return value
             if seen is not None and _ == rounds:
                 break
-            found = [(key, data) for key, data in self.s3.get_many(self.dest.bucket, sorted(found_keys)) if data is not None]
-            text, value = render(found)
+            text, value = render(sorted(found.items()))
             self.s3.put_text(self.dest.bucket, out_key, text)
-            seen = found_keys
+            seen = set(found)
         log.warning("%s: objects kept changing over %d rounds; the next rebuild folds in the rest",
                     self.dest.uri_of(out_key), rounds)
         return value

@@ -77,10 +77,8 @@ def _plan(ctx: RunContext, db: Spill) -> list[dict[str, Any]]:
     plan_id, shards = _shards(db, rp, manual, lambda plan_id, i, shard: ctx.files.write_shard_list(ctx.folder, plan_id, i, shard))
     files = ctx.folder.shards(plan_id)
     for kind, key in (("reused", files.reused), ("gone", files.gone), ("refused", files.refused)):
-        with ctx.s3.writer(ctx.folder.bucket, key, "text/csv") as out:
-            out.write(manifest.HEADER.encode())
-            for (line,) in db.rows("SELECT line FROM decided WHERE kind = ? ORDER BY source", (kind,)):
-                out.write(line.encode())
+        ctx.files.write_lines(ctx.folder.bucket, key,
+                              (line for (line,) in db.rows("SELECT line FROM decided WHERE kind = ? ORDER BY source", (kind,))))
     ctx.files.write_plan(ctx.folder, PlanDoc(
         run_id=run_id, plan_id=plan_id, source_uri=rp.source.uri, dest_uri=rp.dest.uri, csv_uris=csv_uris,
         images_roots=images_roots, photos=listing.photos, shards=len(shards), to_crop=counts["todo"],
@@ -224,8 +222,7 @@ def _last_run(ctx: RunContext, db: Spill, index: IndexDoc | None, images_roots: 
     rp = ctx.params
     db.execute(tables.PREVIOUS)
     db.execute("CREATE TABLE faces (key TEXT PRIMARY KEY, etag TEXT)")
-    rows = None if index is None or index.source_uri != rp.source.uri else tables.read_manifest(ctx.s3, rp.dest.bucket,
-                                                                                                 index.manifest)
+    rows = None if index is None or index.source_uri != rp.source.uri else ctx.files.open_rows(rp.dest.bucket, index.manifest)
     if rows is None:
         return LastRun(None if index is None else index.run_id, False)
     tables.load_rows(db, "previous", rows)

@@ -42,10 +42,7 @@ def publish(params: Mapping[str, Any], run_id: str, store: S3Store) -> dict[str,
                        "deletions may no longer hold. Clear the whole run (every task) so it plans again")
     with Spill() as db:
         per_class = tables.load_run(ctx, db, plan)
-        with ctx.s3.writer(folder.bucket, folder.manifest, "text/csv") as out:
-            out.write(manifest.HEADER.encode())
-            for (line,) in db.rows("SELECT line FROM rows ORDER BY source"):
-                out.write(line.encode())
+        ctx.files.write_lines(folder.bucket, folder.manifest, (line for (line,) in db.rows("SELECT line FROM rows ORDER BY source")))
         published = _publish_csvs(ctx, db, plan)
         _remove_stale_faces(ctx, db, plan)
     ctx.files.write_index(IndexDoc(run_id, folder.manifest, rp.source.uri, rp.settings.fingerprint()))

@@ -8,7 +8,6 @@ Every decision stays in the pure modules (`dataset.planning`, `dataset.increment
 
 from __future__ import annotations
 
-import io
 import unicodedata
 from collections import deque
 from collections.abc import Iterator
@@ -127,13 +126,6 @@ def load_rows(db: Spill, table: str, rows: Iterator[ManifestRow]) -> int:
     writes it."""
     return db.insert(table, ((r.source, manifest.line(r), r.output, folder_of(r.source) or "") for r in rows))
 
-
-def read_manifest(store: S3Store, bucket: str, key: str) -> Iterator[ManifestRow] | None:
-    """A manifest's rows as they stream in; None when there is no such object."""
-    body = store.open(bucket, key)
-    if body is None:
-        return None
-    return manifest.iter_rows(io.TextIOWrapper(io.BufferedReader(body), encoding="utf-8", newline=""))
 
 
 CHUNK = 1 << 20  # bytes of a CSV or manifest read at a time
